@@ -1,0 +1,311 @@
+"""Policies: networks that map observations to distribution parameters µ, and the distributions.
+
+Appendix D of the paper: "This neural network maps (deterministically) from the state vector s
+to a vector µ, which specifies a distribution over action space. Then we can compute the
+likelihood p(a|µ) and sample a ~ p(a|µ)."
+
+Networks are `(init, apply)` pairs of pure functions built with `jax.example_libraries.stax`
+(`init(key, input_shape) -> (output_shape, params)`, `apply(params, x)`): an MLP, a linear map
+(the paper's cart-pole policy) and the Atari CNN of Figure 3.
+
+A distribution is a module-level dict of pure functions over its parameters µ (a pytree whose
+leaves have a leading batch axis):
+  sample(key, µ) -> a        log_prob(µ, a) -> [B]       entropy(µ) -> [B]
+  kl(µ_old, µ_new) -> [B]    always KL(old ‖ new), in closed form
+  fisher_vp(µ, v) -> M v     M = kl''(µ, µ_old) at µ = µ_old, the Fisher metric in µ-space
+                             (Appendix C.1, Eq. (57)); v has the structure of µ
+  mode(µ) -> a               the most likely action (deterministic evaluation)
+Three are provided (Appendix D): GAUSSIAN (diagonal, state-independent log standard deviation),
+CATEGORICAL and FACTORED_CATEGORICAL (a tuple of independent categoricals, Gymnasium
+`MultiDiscrete`).
+
+A policy is a dict {"init": init(key, obs_shape) -> params, "apply": apply(params, obs[B, ...])
+-> µ, "dist": one of the distributions}. `trpo.step` needs nothing else.
+
+Parameterisation note: the paper writes µ = [mean, stdev] for the Gaussian and µ = probabilities
+for a categorical; we use µ = (mean, log_std) and µ = logits, which are numerically safer
+(no 1/p for tiny p). The Fisher matrix in θ-space, JᵀMJ, does not depend on this choice: M
+transforms with the Jacobian of the reparameterisation, and J with its inverse.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.example_libraries import stax
+
+_LOG_2PI_E = math.log(2.0 * math.pi * math.e)
+
+
+# ----------------------------------------------------------------------------------------------
+# Distributions (Appendix D).
+# ----------------------------------------------------------------------------------------------
+
+def _gaussian_sample(key, mu):
+  """a = mean + σ ⊙ ε, ε ~ N(0, I); µ = {"mean": [B, d], "log_std": [B, d]}."""
+  eps = jax.random.normal(key, mu["mean"].shape, mu["mean"].dtype)
+  return mu["mean"] + jnp.exp(mu["log_std"]) * eps
+
+
+def _gaussian_log_prob(mu, a):
+  """log N(a; mean, diag σ²) = −½ Σᵢ [((aᵢ − meanᵢ)/σᵢ)² + 2 log σᵢ + log 2π];  a: [B, d] → [B]."""
+  z = (a - mu["mean"]) * jnp.exp(-mu["log_std"])
+  return -0.5 * jnp.sum(z**2 + 2.0 * mu["log_std"] + math.log(2.0 * math.pi), axis=-1)
+
+
+def _gaussian_entropy(mu):
+  """H = Σᵢ (log σᵢ + ½ log 2πe);  → [B]."""
+  return jnp.sum(mu["log_std"] + 0.5 * _LOG_2PI_E, axis=-1)
+
+
+def _gaussian_kl(old, new):
+  """KL(old ‖ new) = Σᵢ [log σᵢⁿᵉʷ/σᵢᵒˡᵈ + (σᵢᵒˡᵈ² + (mᵢᵒˡᵈ − mᵢⁿᵉʷ)²) / (2σᵢⁿᵉʷ²) − ½];  → [B]."""
+  var_ratio = jnp.exp(2.0 * (old["log_std"] - new["log_std"]))
+  mean_term = ((old["mean"] - new["mean"]) * jnp.exp(-new["log_std"]))**2
+  return jnp.sum(new["log_std"] - old["log_std"] + 0.5 * (var_ratio + mean_term - 1.0), axis=-1)
+
+
+def _gaussian_fisher_vp(mu, v):
+  """M v with M = kl''(µ, µ_old) at µ = µ_old for µ = (mean, log σ): M = diag(1/σ², 2).
+
+  The mean block is 1/σ² (curvature of (m_old − m)²/(2σ²)); the log σ block is 2 (second
+  derivative of log σ + σ_old²/(2σ²) at σ = σ_old); the cross terms vanish at µ = µ_old.
+  """
+  return {"mean": v["mean"] * jnp.exp(-2.0 * mu["log_std"]), "log_std": 2.0 * v["log_std"]}
+
+
+def _gaussian_mode(mu):
+  return mu["mean"]
+
+
+GAUSSIAN = {
+    "name": "gaussian",
+    "sample": _gaussian_sample,
+    "log_prob": _gaussian_log_prob,
+    "entropy": _gaussian_entropy,
+    "kl": _gaussian_kl,
+    "fisher_vp": _gaussian_fisher_vp,
+    "mode": _gaussian_mode,
+}
+
+
+def _categorical_sample(key, mu):
+  """a ~ softmax(logits);  µ = {"logits": [B, n]} → a: [B] int32."""
+  return jax.random.categorical(key, mu["logits"], axis=-1)
+
+
+def _categorical_log_prob(mu, a):
+  """log p(a) = log softmax(logits)[a];  a: [B] → [B]."""
+  logp = jax.nn.log_softmax(mu["logits"], axis=-1)
+  return jnp.take_along_axis(logp, a[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def _categorical_entropy(mu):
+  """H = −Σₖ pₖ log pₖ;  → [B]."""
+  logp = jax.nn.log_softmax(mu["logits"], axis=-1)
+  return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def _categorical_kl(old, new):
+  """KL(old ‖ new) = Σₖ pₖᵒˡᵈ (log pₖᵒˡᵈ − log pₖⁿᵉʷ);  → [B]."""
+  logp_old = jax.nn.log_softmax(old["logits"], axis=-1)
+  logp_new = jax.nn.log_softmax(new["logits"], axis=-1)
+  return jnp.sum(jnp.exp(logp_old) * (logp_old - logp_new), axis=-1)
+
+
+def _categorical_fisher_vp(mu, v):
+  """M v with M = kl''(logits, logits_old) = diag(p) − p pᵀ (the softmax Jacobian)."""
+  p = jax.nn.softmax(mu["logits"], axis=-1)
+  pv = p * v["logits"]
+  return {"logits": pv - p * jnp.sum(pv, axis=-1, keepdims=True)}
+
+
+def _categorical_mode(mu):
+  return jnp.argmax(mu["logits"], axis=-1)
+
+
+CATEGORICAL = {
+    "name": "categorical",
+    "sample": _categorical_sample,
+    "log_prob": _categorical_log_prob,
+    "entropy": _categorical_entropy,
+    "kl": _categorical_kl,
+    "fisher_vp": _categorical_fisher_vp,
+    "mode": _categorical_mode,
+}
+
+
+# A factored categorical is a tuple of independent categoricals (Appendix D): µ = {"logits":
+# (logits₁ [B, N₁], …, logits_K [B, N_K])}, a: [B, K]. Log-probability, entropy, KL and M are
+# sums (M block-diagonal) over the factors.
+
+def _factors(mu):
+  return [{"logits": l} for l in mu["logits"]]
+
+
+def _factored_sample(key, mu):
+  keys = jax.random.split(key, len(mu["logits"]))
+  return jnp.stack([_categorical_sample(k, f) for k, f in zip(keys, _factors(mu))], axis=-1)
+
+
+def _factored_log_prob(mu, a):
+  return sum(_categorical_log_prob(f, a[..., k]) for k, f in enumerate(_factors(mu)))
+
+
+def _factored_entropy(mu):
+  return sum(_categorical_entropy(f) for f in _factors(mu))
+
+
+def _factored_kl(old, new):
+  return sum(_categorical_kl(o, n) for o, n in zip(_factors(old), _factors(new)))
+
+
+def _factored_fisher_vp(mu, v):
+  return {"logits": tuple(_categorical_fisher_vp(f, w)["logits"]
+                          for f, w in zip(_factors(mu), _factors(v)))}
+
+
+def _factored_mode(mu):
+  return jnp.stack([_categorical_mode(f) for f in _factors(mu)], axis=-1)
+
+
+FACTORED_CATEGORICAL = {
+    "name": "factored_categorical",
+    "sample": _factored_sample,
+    "log_prob": _factored_log_prob,
+    "entropy": _factored_entropy,
+    "kl": _factored_kl,
+    "fisher_vp": _factored_fisher_vp,
+    "mode": _factored_mode,
+}
+
+DISTRIBUTIONS = {d["name"]: d for d in (GAUSSIAN, CATEGORICAL, FACTORED_CATEGORICAL)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Networks: stax (init, apply) pairs.
+# ----------------------------------------------------------------------------------------------
+
+def _head(out_dim, scale):
+  # A small last layer makes the initial policy close to N(0, σ²) / uniform, whatever the input
+  # scale, so the first iterations are not spent undoing a random bias.
+  return stax.Dense(out_dim, W_init=jax.nn.initializers.normal(scale),
+                    b_init=jax.nn.initializers.zeros)
+
+
+def mlp(hidden=(64, 64), out_dim=1, activation=stax.Tanh, out_scale=0.01):
+  """A fully connected network [B, n_in] → [B, out_dim] (Figure 3, top); stax (init, apply).
+
+  Hidden layers are Dense(h) followed by `activation` (tanh by default); the output layer is
+  linear with weights drawn from N(0, out_scale²) and zero bias.
+  """
+  layers = []
+  for h in hidden:
+    layers += [stax.Dense(h), activation]
+  return stax.serial(*layers, _head(out_dim, out_scale))
+
+
+def linear(out_dim=1):
+  """A linear map [B, n_in] → [B, out_dim] with bias, initialised at zero.
+
+  The paper's cart-pole policy ("a linear policy with six parameters", Section 8.1): with the
+  4-dimensional cart-pole state and a 1-D force, 4 weights + 1 bias + 1 log σ = 6.
+  """
+  return stax.Dense(out_dim, W_init=jax.nn.initializers.zeros, b_init=jax.nn.initializers.zeros)
+
+
+def _frames_to_nhwc():
+  """uint8 frames [B, C, H, W] (Gymnasium's frame stack puts the stack first) → float NHWC in [0, 1]."""
+  def init(key, input_shape):
+    b, c, h, w = input_shape
+    return (b, h, w, c), ()
+
+  def apply(params, x, **kwargs):
+    return jnp.transpose(x, (0, 2, 3, 1)).astype(jnp.float32) / 255.0
+  return init, apply
+
+
+def atari_cnn(out_dim, channels=16, kernel=4, hidden=20, pool=2, out_scale=0.01):
+  """The Atari policy network of Figure 3: [B, 4, 84, 84] uint8 frames → [B, out_dim] logits.
+
+  Section 8.2: "two convolutional layers with 16 channels and stride 2, followed by one
+  fully-connected layer with 20 units, yielding 33,500 parameters". The paper does not give
+  the input size or the kernel size, and no choice consistent with its text reproduces 33,500
+  from the 84×84×4 input of Mnih et al. (2013): with 4×4 kernels (the reading of rllab's
+  ICML-TRPO Atari configuration) the full 84×84 input gives 115,000+ parameters. We therefore
+  average-pool the frames 2×2 to 42×42×4 first (parameter-free), then
+  conv 16@4×4/2 → ReLU → conv 16@4×4/2 → ReLU → dense 20 → ReLU → dense out_dim:
+  42 → 20 → 9 spatially, so 1,040 + 4,112 + 25,940 + 21·out_dim parameters =
+  31,218 for Pong's 6 actions, 31,470 for the full 18 (within 7% of the paper's figure; see
+  `test_atari_cnn_parameter_count`). `pool=1` gives the unpooled network.
+  """
+  layers = [_frames_to_nhwc()]
+  if pool > 1:
+    layers.append(stax.AvgPool((pool, pool), (pool, pool)))
+  layers += [stax.Conv(channels, (kernel, kernel), (2, 2)), stax.Relu,
+             stax.Conv(channels, (kernel, kernel), (2, 2)), stax.Relu,
+             stax.Flatten, stax.Dense(hidden), stax.Relu, _head(out_dim, out_scale)]
+  return stax.serial(*layers)
+
+
+# ----------------------------------------------------------------------------------------------
+# Policies: a network plus a distribution.
+# ----------------------------------------------------------------------------------------------
+
+def gaussian_policy(net, action_dim, log_std_init=0.0):
+  """π(a|s) = N(net(s), diag exp(2r)) with a state-independent log σ vector r (Appendix D).
+
+  µ = {"mean": [B, action_dim], "log_std": [B, action_dim]} (r broadcast over the batch).
+  params = {"net": stax params, "log_std": [action_dim]}.
+  """
+  net_init, net_apply = net
+
+  def init(key, obs_shape):
+    _, net_params = net_init(key, (-1,) + tuple(obs_shape))
+    return {"net": net_params, "log_std": jnp.full((action_dim,), log_std_init, jnp.float32)}
+
+  def apply(params, obs):
+    mean = net_apply(params["net"], obs)
+    return {"mean": mean, "log_std": jnp.broadcast_to(params["log_std"], mean.shape)}
+
+  return {"init": init, "apply": apply, "dist": GAUSSIAN}
+
+
+def categorical_policy(net):
+  """π(a|s) = softmax(net(s)); µ = {"logits": [B, n]}, params = {"net": stax params}."""
+  net_init, net_apply = net
+
+  def init(key, obs_shape):
+    return {"net": net_init(key, (-1,) + tuple(obs_shape))[1]}
+
+  def apply(params, obs):
+    return {"logits": net_apply(params["net"], obs)}
+
+  return {"init": init, "apply": apply, "dist": CATEGORICAL}
+
+
+def factored_categorical_policy(net, sizes):
+  """π(a|s) = Πₖ softmax(net(s)[slice k]) for a = (a₁, …, a_K), aₖ ∈ {0, …, Nₖ−1} (Appendix D).
+
+  `net` must output Σₖ Nₖ numbers; they are split into K slices of logits.
+  µ = {"logits": ([B, N₁], …, [B, N_K])}, a: [B, K].
+  """
+  sizes = tuple(int(n) for n in sizes)
+  if not sizes or min(sizes) < 1:
+    raise ValueError(f"factored_categorical_policy: sizes must be positive integers, got {sizes}")
+  bounds = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
+  net_init, net_apply = net
+
+  def init(key, obs_shape):
+    return {"net": net_init(key, (-1,) + tuple(obs_shape))[1]}
+
+  def apply(params, obs):
+    out = net_apply(params["net"], obs)
+    return {"logits": tuple(out[..., lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:]))}
+
+  return {"init": init, "apply": apply, "dist": FACTORED_CATEGORICAL}
+
+
+def n_params(params):
+  """The number of scalar parameters in a pytree."""
+  return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))

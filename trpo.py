@@ -1,0 +1,340 @@
+"""Trust Region Policy Optimization: the policy update (Section 6, Appendix C).
+
+One TRPO iteration solves, approximately (Eq. (14) and Appendix C, Eq. (55)):
+
+    maximise_θ   L(θ) = E_{s,a~q}[ π_θ(a|s) / q(a|s) · Â(s, a) ]
+    subject to   D̄_KL(θ_old, θ) = E_s[ KL(π_θold(·|s) ‖ π_θ(·|s)) ] ≤ δ
+
+by (1) the gradient g = ∇L(θ_old); (2) the search direction s ≈ A⁻¹g by conjugate gradient,
+where A is the Fisher matrix written as JᵀMJ (Appendix C.1) and evaluated on a random subsample
+of the batch; (3) the maximal step β = √(2δ / sᵀAs); (4) a backtracking line search that
+shrinks β exponentially until L improves and D̄_KL ≤ δ.
+
+`step` is the whole update, one jit-compiled function. The variants compared in Section 8 are
+options of it: `method="natural_gradient"` (a fixed step 1/λ along A⁻¹g, no constraint, no line
+search; Section 7), `fisher="empirical"` (A from the covariance of score gradients instead of the
+analytic Hessian of the KL; Section 6), `constraint="max"` (max over states of the KL, Eq. (11),
+instead of the mean). `fisher="hessian"` computes A·v by differentiating the mean KL twice, the
+"generic method" Appendix C.1 mentions; it is here to be compared with.
+
+A batch is a dict of arrays with a common leading axis N:
+  "obs":      [N, *obs_shape]    states s_n
+  "actions":  [N, ...]           actions a_n ~ q(·|s_n)
+  "adv":      [N]                advantage or Q estimates Â(s_n, a_n) (Section 5)
+  "old_dist": µ_old, optional    the old policy's distribution parameters at s_n (default:
+                                 computed from params, which are θ_old)
+  "logp_q":   [N], optional      log q(a_n|s_n) of the sampling distribution (default: q = π_old,
+                                 the single-path case of Section 5.1)
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+import cg
+import policies
+
+METHODS = ("trpo", "natural_gradient")
+FISHERS = ("analytic", "empirical", "hessian")
+CONSTRAINTS = ("mean", "max")
+
+
+# ----------------------------------------------------------------------------------------------
+# Objective and constraint (Eq. (14)).
+# ----------------------------------------------------------------------------------------------
+
+def surrogate(apply, dist, params, batch):
+  """L(θ) = (1/N) Σₙ π_θ(aₙ|sₙ)/q(aₙ|sₙ) · Âₙ, the sample estimate of Eq. (14); a scalar.
+
+  `batch` must hold "obs", "actions", "adv" and "logp_q" (see the module docstring).
+  """
+  logp = dist["log_prob"](apply(params, batch["obs"]), batch["actions"])
+  return jnp.mean(jnp.exp(logp - batch["logp_q"]) * batch["adv"])
+
+
+def kl_per_state(apply, dist, params, obs, old_dist):
+  """KL(π_old(·|sₙ) ‖ π_θ(·|sₙ)) for each state, [N] (the terms of D̄_KL in Eq. (12))."""
+  return dist["kl"](old_dist, apply(params, obs))
+
+
+def mean_kl(apply, dist, params, obs, old_dist):
+  """D̄_KL(θ_old, θ) = (1/N) Σₙ KL(π_old(·|sₙ) ‖ π_θ(·|sₙ)), the constraint of Eq. (12)."""
+  return jnp.mean(kl_per_state(apply, dist, params, obs, old_dist))
+
+
+# ----------------------------------------------------------------------------------------------
+# Fisher-vector products. Each returns a function v ↦ A v on flat parameter vectors.
+# ----------------------------------------------------------------------------------------------
+
+def fisher_vp_analytic(apply, dist, flat, unravel, obs):
+  """v ↦ (1/n) Σₙ Jₙᵀ M(µₙ) Jₙ v, the Fisher-vector product of Appendix C.1.
+
+  Jₙ = ∂µ(sₙ)/∂θ is applied by a forward-mode product (jvp), M = kl''(µ, µ_old) in closed form
+  by `dist["fisher_vp"]`, Jᵀ by the transpose of the same linearisation (backprop). The second
+  term of Eq. (57), ∂²µ · kl', vanishes at θ = θ_old and is never computed. The network is
+  linearised once; each product then costs about one forward and one backward pass over obs.
+  """
+  mu, jvp = jax.linearize(lambda p: apply(unravel(p), obs), flat)
+  vjp = jax.linear_transpose(jvp, flat)
+  n = obs.shape[0]
+
+  def matvec(v):
+    return vjp(jax.tree_util.tree_map(lambda x: x / n, dist["fisher_vp"](mu, jvp(v))))[0]
+  return matvec
+
+
+def fisher_vp_empirical(apply, dist, flat, unravel, obs, actions):
+  """v ↦ (1/n) Gᵀ(G v) with Gₙ = ∇_θ log π_θ(aₙ|sₙ): the empirical FIM of Section 6.
+
+  G v is one forward-mode product of the per-sample log-likelihoods and Gᵀu one backward pass,
+  so the n × dim θ matrix of score gradients is never stored.
+  """
+  _, jvp = jax.linearize(lambda p: dist["log_prob"](apply(unravel(p), obs), actions), flat)
+  vjp = jax.linear_transpose(jvp, flat)
+  n = obs.shape[0]
+  return lambda v: vjp(jvp(v) / n)[0]
+
+
+def fisher_vp_hessian(apply, dist, flat, unravel, obs, old_dist):
+  """v ↦ ∇²_θ D̄_KL(θ_old, θ) v by double differentiation (forward-over-reverse).
+
+  The "generic method" of Appendix C.1, what most libraries do; equal to the analytic product
+  at θ = θ_old, kept to compare against.
+  """
+  grad_kl = jax.grad(lambda p: mean_kl(apply, dist, unravel(p), obs, old_dist))
+  return lambda v: jax.jvp(grad_kl, (flat,), (v,))[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# The update.
+# ----------------------------------------------------------------------------------------------
+
+def _all_finite(tree):
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _zero_nonfinite(tree):
+  return jax.tree_util.tree_map(
+      lambda x: jnp.where(jnp.isfinite(x), x, 0) if jnp.issubdtype(x.dtype, jnp.inexact) else x,
+      tree)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "apply", "dist_name", "method", "fisher", "constraint", "cg_iters", "n_sub",
+    "max_backtracks"))
+def _step(params, batch, key, delta, damping, step_size, backtrack_ratio, *, apply, dist_name,
+          method, fisher, constraint, cg_iters, n_sub, max_backtracks):
+  """The jit-compiled body of `step`; arguments as there, already validated."""
+  dist = policies.DISTRIBUTIONS[dist_name]
+  flat0, unravel = ravel_pytree(params)
+  obs, actions = batch["obs"], batch["actions"]
+  old = batch.get("old_dist")
+  if old is None:
+    old = apply(params, obs)
+  old = jax.lax.stop_gradient(old)
+  logp_q = batch.get("logp_q")
+  if logp_q is None:
+    logp_q = dist["log_prob"](old, actions)
+  data = {"obs": obs, "actions": actions, "adv": batch["adv"], "logp_q": logp_q, "old": old}
+  # A NaN/inf anywhere in the batch would spread into every parameter. Compute on zeros in its
+  # place and refuse the step; `info["finite_batch"]` tells the caller (and `step` raises).
+  finite_batch = _all_finite(data) & _all_finite(params)
+  data = _zero_nonfinite(data)
+
+  def L(p):
+    return surrogate(apply, dist, unravel(p), data)
+
+  def constraint_kl(p):
+    kls = kl_per_state(apply, dist, unravel(p), data["obs"], data["old"])
+    return jnp.max(kls) if constraint == "max" else jnp.mean(kls)
+
+  L0, g = jax.value_and_grad(L)(flat0)
+
+  # Fisher-vector product on a random subsample of n_sub states (Appendix C.1: "we can compute
+  # it on 10% of the data").
+  n = obs.shape[0]
+  if n_sub < n:
+    idx = jax.random.choice(key, n, (n_sub,), replace=False)
+    sub = jax.tree_util.tree_map(lambda x: x[idx], data)
+  else:
+    sub = data
+  if fisher == "analytic":
+    fvp = fisher_vp_analytic(apply, dist, flat0, unravel, sub["obs"])
+  elif fisher == "empirical":
+    fvp = fisher_vp_empirical(apply, dist, flat0, unravel, sub["obs"], sub["actions"])
+  else:
+    fvp = fisher_vp_hessian(apply, dist, flat0, unravel, sub["obs"], sub["old"])
+  # Damping adds damping·I to A: it bounds the step along directions the (subsampled, finite-
+  # sample) Fisher sees as flat, where A⁻¹ would blow up. Not in the paper; 0 disables it.
+  A = lambda v: fvp(v) + damping * v
+
+  s = cg.solve(A, g, iters=cg_iters)
+  sAs = jnp.vdot(s, A(s))
+  good_direction = finite_batch & jnp.isfinite(sAs) & (sAs > 0) & jnp.all(jnp.isfinite(s))
+
+  if method == "natural_gradient":
+    # θ_new = θ_old + (1/λ) A⁻¹ g with a fixed step size 1/λ (Section 7): no KL constraint and no
+    # line search.
+    full_step = step_size * s
+    beta = jnp.asarray(step_size, flat0.dtype)
+    cand = flat0 + full_step
+    accepted = good_direction & jnp.all(jnp.isfinite(cand))
+    new_flat = jnp.where(accepted, cand, flat0)
+    frac = jnp.where(accepted, 1.0, 0.0)
+    backtracks = jnp.asarray(0)
+  else:
+    # β = √(2δ / sᵀAs): the step length at which the quadratic model ½ (βs)ᵀA(βs) equals δ.
+    beta = jnp.sqrt(2.0 * delta / jnp.where(good_direction, sAs, 1.0))
+    full_step = beta * s
+
+    # Backtracking line search (Appendix C): try β·rᵏ, k = 0, 1, …, and take the first step that
+    # improves L and satisfies the (nonlinear) KL constraint.
+    def cond(state):
+      k, accepted, _ = state
+      return good_direction & ~accepted & (k < max_backtracks)
+
+    def body(state):
+      k, _, _ = state
+      frac = backtrack_ratio ** k
+      cand = flat0 + frac * full_step
+      improve = L(cand) - L0
+      ok = (improve > 0) & (constraint_kl(cand) <= delta) & jnp.all(jnp.isfinite(cand))
+      return k + 1, ok, frac
+
+    k, accepted, frac = jax.lax.while_loop(
+        cond, body, (jnp.asarray(0), jnp.asarray(False), jnp.asarray(1.0, flat0.dtype)))
+    frac = jnp.where(accepted, frac, 0.0)
+    new_flat = flat0 + frac * full_step
+    backtracks = jnp.where(accepted, k - 1, k)
+
+  kls = kl_per_state(apply, dist, unravel(new_flat), data["obs"], data["old"])
+  info = {
+      "accepted": accepted,
+      "kl": jnp.mean(kls),
+      "max_kl": jnp.max(kls),
+      "surrogate": L0,
+      "expected_improve": jnp.vdot(g, frac * full_step),
+      "actual_improve": L(new_flat) - L0,
+      "backtracks": backtracks,
+      "step_fraction": frac,
+      "beta": beta,
+      "sAs": sAs,
+      "grad_norm": jnp.linalg.norm(g),
+      "finite_batch": finite_batch,
+      "bad_direction": ~good_direction,
+  }
+  return unravel(new_flat), info
+
+
+def _check_positive(name, value, upper=math.inf, upper_open=True):
+  ok = isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) \
+      and value > 0 and (value < upper if upper_open else value <= upper)
+  if not ok:
+    allowed = f"(0, {upper})" if upper_open else f"(0, {upper}]"
+    allowed = "a finite number > 0" if upper == math.inf else allowed
+    raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _validate_batch(batch, policy, params):
+  for k in ("obs", "actions", "adv"):
+    if k not in batch:
+      raise ValueError(f"batch is missing {k!r}; it needs 'obs', 'actions' and 'adv' "
+                       f"(optionally 'old_dist', 'logp_q'), got keys {sorted(batch)}")
+  n = np.shape(batch["obs"])[0] if np.ndim(batch["obs"]) else None
+  if not n:
+    raise ValueError(f"batch['obs'] must have a leading batch axis of size >= 1, "
+                     f"got shape {np.shape(batch['obs'])}")
+  if np.ndim(batch["adv"]) != 1:
+    raise ValueError(f"batch['adv'] must have shape [N] = [{n}], got {np.shape(batch['adv'])}")
+  for k in ("actions", "adv", "logp_q", "old_dist"):
+    for leaf in jax.tree_util.tree_leaves(batch.get(k)):
+      if np.ndim(leaf) == 0 or np.shape(leaf)[0] != n:
+        raise ValueError(f"batch[{k!r}] has leading shape {np.shape(leaf)}, but batch['obs'] "
+                         f"has {n} samples; every entry needs the same leading axis N = {n}")
+  try:
+    jax.eval_shape(policy["apply"], params, batch["obs"])
+  except Exception as e:  # noqa: BLE001 - re-raised with the shapes that matter
+    raise ValueError(f"the policy cannot be applied to batch['obs'] of shape "
+                     f"{np.shape(batch['obs'])}: {type(e).__name__}: {e}") from e
+  for k, v in batch.items():
+    for leaf in jax.tree_util.tree_leaves(v):
+      if isinstance(leaf, jax.core.Tracer) or not np.issubdtype(np.result_type(leaf), np.inexact):
+        continue
+      bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
+      if bad:
+        raise ValueError(f"batch[{k!r}] contains {bad} non-finite value(s) (NaN or inf); "
+                         f"the update needs finite data")
+
+
+def step(params, batch, policy, key=None, *, delta=0.01, damping=0.1, cg_iters=10,
+         subsample=0.1, max_backtracks=10, backtrack_ratio=0.8, method="trpo",
+         fisher="analytic", constraint="mean", step_size=None):
+  """One TRPO policy update: returns (new_params, info).
+
+  Args:
+    params: θ_old, a pytree (the policy's parameters).
+    batch: a dict of arrays with leading axis N (see the module docstring); single-path batches
+      (Section 5.1) need only "obs", "actions" and "adv".
+    policy: a policy dict from `policies` ({"init", "apply", "dist"}).
+    key: a PRNG key choosing the Fisher subsample; pass a fresh one each iteration (the default
+      PRNGKey(0) draws the same subsample for the same N).
+    delta: δ, the bound on the KL divergence (the paper uses 0.01 throughout).
+    damping: added to the Fisher matrix (A + damping·I) in CG; 0 for the exact Fisher.
+    cg_iters: k, the number of conjugate-gradient iterations (10 in the paper).
+    subsample: the fraction of the batch on which A·v is computed, in (0, 1] (0.1 in the paper).
+    max_backtracks: how many step lengths β·rᵏ the line search tries before giving up.
+    backtrack_ratio: r in (0, 1), the factor by which the line search shrinks the step. The
+      full step lands at KL ≈ δ by construction and often a hair above it, so a mild 0.8 loses
+      little where 0.5 would halve the step.
+    method: "trpo", or "natural_gradient" (θ + step_size·A⁻¹g; no constraint, no line search).
+    fisher: "analytic" (JᵀMJ, Appendix C.1), "empirical" (covariance of score gradients) or
+      "hessian" (double differentiation of the mean KL).
+    constraint: "mean" (D̄_KL, Eq. (12)) or "max" (max over the batch's states, Eq. (11)).
+    step_size: 1/λ for method="natural_gradient" (required there, unused otherwise).
+
+  Returns:
+    new_params (same structure as params; θ_old itself when no step is taken) and info, a dict
+    of scalars: "accepted" (a step was taken), "kl" (mean KL(old ‖ new) of the returned params),
+    "max_kl", "surrogate" (L(θ_old)), "expected_improve" (gᵀΔθ), "actual_improve"
+    (L(θ_new) − L(θ_old)), "backtracks", "step_fraction", "beta", "sAs", "grad_norm",
+    "finite_batch", "bad_direction" (sᵀAs ≤ 0 or non-finite: no step).
+
+  Raises:
+    ValueError: an option outside its range, a batch with missing or mismatched entries, obs
+      the policy cannot take, or non-finite values in the batch.
+  """
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+  if fisher not in FISHERS:
+    raise ValueError(f"fisher must be one of {FISHERS}, got {fisher!r}")
+  if constraint not in CONSTRAINTS:
+    raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {constraint!r}")
+  _check_positive("delta", delta)
+  if not (isinstance(damping, (int, float)) and math.isfinite(damping) and damping >= 0):
+    raise ValueError(f"damping must be a finite number >= 0, got {damping!r}")
+  if not isinstance(cg_iters, int) or cg_iters < 1:
+    raise ValueError(f"cg_iters must be an integer >= 1, got {cg_iters!r}")
+  _check_positive("subsample", subsample, 1.0, upper_open=False)
+  if not isinstance(max_backtracks, int) or max_backtracks < 1:
+    raise ValueError(f"max_backtracks must be an integer >= 1, got {max_backtracks!r}")
+  _check_positive("backtrack_ratio", backtrack_ratio, 1.0)
+  if method == "natural_gradient":
+    _check_positive("step_size", step_size)
+  if policy["dist"]["name"] not in policies.DISTRIBUTIONS:
+    raise ValueError(f"unknown distribution {policy['dist']['name']!r}; "
+                     f"known: {sorted(policies.DISTRIBUTIONS)}")
+  _validate_batch(batch, policy, params)
+  n = int(np.shape(batch["obs"])[0])
+  n_sub = min(n, max(1, int(round(subsample * n))))
+  key = jax.random.PRNGKey(0) if key is None else key
+  return _step(params, dict(batch), key, float(delta), float(damping),
+               float(step_size or 0.0), float(backtrack_ratio), apply=policy["apply"],
+               dist_name=policy["dist"]["name"], method=method, fisher=fisher,
+               constraint=constraint, cg_iters=cg_iters, n_sub=n_sub,
+               max_backtracks=max_backtracks)
