@@ -150,10 +150,6 @@ def _step(params, batch, key, delta, damping, step_size, backtrack_ratio, *, app
   def L(p):
     return surrogate(apply, dist, unravel(p), data)
 
-  def constraint_kl(p):
-    kls = kl_per_state(apply, dist, unravel(p), data["obs"], data["old"])
-    return jnp.max(kls) if constraint == "max" else jnp.mean(kls)
-
   L0, g = jax.value_and_grad(L)(flat0)
 
   # Fisher-vector product on a random subsample of n_sub states (Appendix C.1: "we can compute
@@ -178,6 +174,11 @@ def _step(params, batch, key, delta, damping, step_size, backtrack_ratio, *, app
   sAs = jnp.vdot(s, A(s))
   good_direction = finite_batch & jnp.isfinite(sAs) & (sAs > 0) & jnp.all(jnp.isfinite(s))
 
+  def evaluate(p):
+    """(L(p) − L(θ_old), mean KL, max KL) over the whole batch: one forward pass."""
+    kls = kl_per_state(apply, dist, unravel(p), data["obs"], data["old"])
+    return L(p) - L0, jnp.mean(kls), jnp.max(kls)
+
   if method == "natural_gradient":
     # θ_new = θ_old + (1/λ) A⁻¹ g with a fixed step size 1/λ (Section 7): no KL constraint and no
     # line search.
@@ -185,8 +186,9 @@ def _step(params, batch, key, delta, damping, step_size, backtrack_ratio, *, app
     beta = jnp.asarray(step_size, flat0.dtype)
     cand = flat0 + full_step
     accepted = good_direction & jnp.all(jnp.isfinite(cand))
-    new_flat = jnp.where(accepted, cand, flat0)
     frac = jnp.where(accepted, 1.0, 0.0)
+    improve, kl, max_kl = jax.tree_util.tree_map(lambda x: jnp.where(accepted, x, 0.0),
+                                                 evaluate(cand))
     backtracks = jnp.asarray(0)
   else:
     # β = √(2δ / sᵀAs): the step length at which the quadratic model ½ (βs)ᵀA(βs) equals δ.
@@ -196,31 +198,33 @@ def _step(params, batch, key, delta, damping, step_size, backtrack_ratio, *, app
     # Backtracking line search (Appendix C): try β·rᵏ, k = 0, 1, …, and take the first step that
     # improves L and satisfies the (nonlinear) KL constraint.
     def cond(state):
-      k, accepted, _ = state
+      k, accepted = state[:2]
       return good_direction & ~accepted & (k < max_backtracks)
 
     def body(state):
-      k, _, _ = state
+      k = state[0]
       frac = backtrack_ratio ** k
       cand = flat0 + frac * full_step
-      improve = L(cand) - L0
-      ok = (improve > 0) & (constraint_kl(cand) <= delta) & jnp.all(jnp.isfinite(cand))
-      return k + 1, ok, frac
+      improve, kl, max_kl = evaluate(cand)
+      ok = ((improve > 0) & ((max_kl if constraint == "max" else kl) <= delta)
+            & jnp.all(jnp.isfinite(cand)))
+      return k + 1, ok, frac, improve, kl, max_kl
 
-    k, accepted, frac = jax.lax.while_loop(
-        cond, body, (jnp.asarray(0), jnp.asarray(False), jnp.asarray(1.0, flat0.dtype)))
-    frac = jnp.where(accepted, frac, 0.0)
-    new_flat = flat0 + frac * full_step
+    zero = jnp.asarray(0.0, flat0.dtype)
+    k, accepted, frac, improve, kl, max_kl = jax.lax.while_loop(
+        cond, body, (jnp.asarray(0), jnp.asarray(False), zero, zero, zero, zero))
+    frac, improve, kl, max_kl = (jnp.where(accepted, x, 0.0) for x in (frac, improve, kl, max_kl))
     backtracks = jnp.where(accepted, k - 1, k)
 
-  kls = kl_per_state(apply, dist, unravel(new_flat), data["obs"], data["old"])
+  # `where`, not frac = 0: a rejected full_step may hold inf or NaN, and 0·NaN = NaN.
+  new_flat = jnp.where(accepted, flat0 + frac * full_step, flat0)
   info = {
       "accepted": accepted,
-      "kl": jnp.mean(kls),
-      "max_kl": jnp.max(kls),
+      "kl": kl,
+      "max_kl": max_kl,
       "surrogate": L0,
-      "expected_improve": jnp.vdot(g, frac * full_step),
-      "actual_improve": L(new_flat) - L0,
+      "expected_improve": jnp.where(accepted, jnp.vdot(g, frac * full_step), 0.0),
+      "actual_improve": improve,
       "backtracks": backtracks,
       "step_fraction": frac,
       "beta": beta,
