@@ -421,3 +421,140 @@ def test_mismatched_batch_shapes_raise():
     trpo.step(params, dict(batch, obs=jnp.zeros((N, 5))), GAUSS_MLP)
   with pytest.raises(ValueError, match="missing 'actions'"):
     trpo.step(params, {"obs": batch["obs"], "adv": batch["adv"]}, GAUSS_MLP)
+
+
+# ----------------------------------------------------------------------------------------------
+# Environments, sampling and the training program (issue: single path and the main job).
+# ----------------------------------------------------------------------------------------------
+
+import gymnasium as gym  # noqa: E402
+
+import envs  # noqa: E402
+import sampling  # noqa: E402
+
+
+def test_discounted_returns_match_brute_force():
+  rng = np.random.default_rng(0)
+  T, E, gamma = 12, 3, 0.9
+  rewards = rng.normal(size=(T, E)).astype(np.float32)
+  dones = rng.random((T, E)) < 0.2
+  q = sampling.discounted_returns(rewards, dones, gamma)
+  for e in range(E):
+    for t in range(T):
+      expected, k = 0.0, t
+      while k < T:
+        expected += gamma**(k - t) * rewards[k, e]
+        if dones[k, e]:
+          break
+        k += 1
+      assert abs(q[t, e] - expected) < 1e-5
+
+
+def test_gae_matches_definition_and_limits():
+  rng = np.random.default_rng(1)
+  T, E, gamma, lam = 10, 2, 0.95, 0.9
+  r = rng.normal(size=(T, E)).astype(np.float32)
+  v = rng.normal(size=(T, E))
+  nv = rng.normal(size=(T, E))
+  term = rng.random((T, E)) < 0.15
+  trunc = (rng.random((T, E)) < 0.15) & ~term
+  adv, targets = sampling.gae(r, v, nv, term, trunc, gamma, lam)
+  delta = r + gamma * nv * (1 - term) - v
+  for e in range(E):
+    for t in range(T):
+      expected, k = 0.0, t
+      while k < T:
+        expected += (gamma * lam)**(k - t) * delta[k, e]
+        if term[k, e] or trunc[k, e]:
+          break
+        k += 1
+      assert abs(adv[t, e] - expected) < 1e-4
+  np.testing.assert_allclose(targets, adv + v, atol=1e-5)
+  # λ = 0: the one-step TD error; truncation bootstraps with V(final obs), termination does not.
+  adv0, _ = sampling.gae(r, v, nv, term, trunc, gamma, 0.0)
+  np.testing.assert_allclose(adv0, delta, atol=1e-5)
+
+
+def test_running_obs_stats_match_numpy():
+  rng = np.random.default_rng(2)
+  chunks = [rng.normal(3.0, 2.0, size=(n, 4)) for n in (5, 50, 1)]
+  stats = sampling.obs_stats_init((4,))
+  for c in chunks:
+    stats = sampling.obs_stats_update(stats, c)
+  data = np.concatenate(chunks)
+  np.testing.assert_allclose(stats["mean"], data.mean(0), rtol=1e-4)
+  np.testing.assert_allclose(stats["var"], data.var(0), rtol=1e-3)
+
+
+def test_value_fit_reduces_the_error():
+  init, apply = sampling.value_net((3,))
+  _, vp = init(jax.random.PRNGKey(0), (-1, 3))
+  x = jax.random.normal(jax.random.PRNGKey(1), (512, 3))
+  y = jnp.sin(x[:, 0]) + x[:, 1] * x[:, 2]
+  before = float(jnp.mean((sampling.value_predict(vp, None, x, apply=apply) - y)**2))
+  vp, after = sampling.value_fit(vp, None, x, y, jax.random.PRNGKey(2), apply=apply, epochs=30)
+  assert float(after) < 0.3 * before
+
+
+def test_unsupported_spaces_and_ids_are_named():
+  with pytest.raises(ValueError, match="unsupported action space Tuple"):
+    envs.action_kind(gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3))))
+  with pytest.raises(ValueError, match="unknown environment id 'NoSuchEnv-v0'"):
+    envs.make("NoSuchEnv-v0")
+  pol = envs.policy_for(gym.spaces.Box(-1, 1, (4,)), gym.spaces.MultiDiscrete([2, 3]))
+  assert pol["dist"] is policies.FACTORED_CATEGORICAL
+
+
+def test_training_improves_cartpole(tmp_path):
+  _, _, hist, _, _ = trpo.train("CartPole-v1", steps=12_288, seed=0, out=str(tmp_path),
+                                log=lambda s: None, batch=2048)
+  returns = [h["mean_return"] for h in hist]
+  assert returns[-1] > 2 * returns[0], returns
+  assert all(h["kl"] <= 0.01 * (1 + 1e-4) for h in hist)
+  lines = (tmp_path / "log.jsonl").read_text().splitlines()
+  assert len(lines) == len(hist) and {"iteration", "steps", "mean_return", "kl", "seconds"} <= \
+      set(__import__("json").loads(lines[-1]))
+  assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]   # atomic writes
+
+
+def test_training_is_reproducible_from_the_seed():
+  run = lambda: [(h["mean_return"], h["kl"]) for h in trpo.train(
+      "CartPole-v1", steps=4096, seed=3, log=lambda s: None, batch=2048)[2]]
+  assert run() == run()
+
+
+def test_mujoco_smoke(tmp_path):
+  _, params, hist, _, _ = trpo.train("Hopper-v5", steps=1024, seed=0, out=str(tmp_path),
+                                     log=lambda s: None, batch=512, num_envs=2,
+                                     normalize_obs=True)
+  assert len(hist) == 2 and all(np.isfinite(h["kl"]) for h in hist)
+  returns = trpo.evaluate(str(tmp_path), episodes=1)
+  assert len(returns) == 1 and np.isfinite(returns[0])
+
+
+def test_atari_smoke():
+  venv, obs = envs.make("ALE/Pong-v5", num_envs=1, seed=0)
+  try:
+    assert obs.shape == (1, 4, 84, 84) and obs.dtype == np.uint8
+  finally:
+    venv.close()
+  _, _, hist, _, _ = trpo.train("ALE/Pong-v5", steps=128, seed=0, log=lambda s: None,
+                                batch=64, num_envs=2, vf_epochs=1)
+  assert len(hist) == 2 and all(np.isfinite(h["kl"]) for h in hist)
+
+
+def test_cli_errors_resume_and_eval(tmp_path, capsys):
+  assert trpo.main(["--env", "NoSuchEnv-v0", "--out", str(tmp_path / "x")]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "unknown environment id 'NoSuchEnv-v0'" in err[0]
+  assert trpo.main(["--delta", "-1", "--out", str(tmp_path / "y")]) == 2
+  assert "delta must be a number > 0, got -1.0" in capsys.readouterr().err
+  run = str(tmp_path / "run")
+  assert trpo.main(["--steps", "2048", "--batch", "1024", "--out", run]) == 0
+  assert trpo.main(["--resume", run, "--steps", "4096"]) == 0
+  lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+  assert [__import__("json").loads(l)["iteration"] for l in lines] == [1, 2, 3, 4]
+  capsys.readouterr()
+  assert trpo.main(["--eval", run, "--episodes", "2"]) == 0
+  assert capsys.readouterr().out.strip().splitlines()[-1].startswith("mean_return: ")
+  assert trpo.main(["--eval", str(tmp_path / "missing")]) == 2

@@ -27,6 +27,7 @@ A batch is a dict of arrays with a common leading axis N:
                                  the single-path case of Section 5.1)
 """
 
+import argparse
 import functools
 import math
 
@@ -268,7 +269,8 @@ def _validate_batch(batch, policy, params):
                      f"{np.shape(batch['obs'])}: {type(e).__name__}: {e}") from e
   for k, v in batch.items():
     for leaf in jax.tree_util.tree_leaves(v):
-      if isinstance(leaf, jax.core.Tracer) or not np.issubdtype(np.result_type(leaf), np.inexact):
+      dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+      if isinstance(leaf, jax.core.Tracer) or not np.issubdtype(dtype, np.inexact):
         continue
       bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
       if bad:
@@ -342,3 +344,329 @@ def step(params, batch, policy, key=None, *, delta=0.01, damping=0.1, cg_iters=1
                dist_name=policy["dist"]["name"], method=method, fisher=fisher,
                constraint=constraint, cg_iters=cg_iters, n_sub=n_sub,
                max_backtracks=max_backtracks)
+
+
+# ----------------------------------------------------------------------------------------------
+# The training program (Section 6: "The algorithms repeatedly perform the following steps").
+# ----------------------------------------------------------------------------------------------
+
+DEFAULTS = {
+    "env": "CartPole-v1", "steps": 100_000, "seed": 0, "method": "single_path",
+    "delta": 0.01, "gamma": 0.99, "lam": 0.97, "batch": 2048, "num_envs": 8, "cg_iters": 10,
+    "damping": 0.1, "subsample": 0.1, "estimator": "gae", "hidden": (64, 64),
+    "normalize_obs": False, "linear_policy": False, "vf_epochs": 10, "vf_lr": 1e-3,
+    "vectorization": "sync",
+}
+
+
+def validate_config(cfg):
+  """Raises ValueError naming the first option outside its allowed range."""
+  unknown = set(cfg) - set(DEFAULTS)
+  if unknown:
+    raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+  checks = [
+      ("steps", cfg["steps"] >= 1, "an integer >= 1"),
+      ("delta", 0 < cfg["delta"] < math.inf, "a number > 0"),
+      ("gamma", 0 < cfg["gamma"] < 1, "in (0, 1)"),
+      ("lam", 0 <= cfg["lam"] <= 1, "in [0, 1]"),
+      ("num_envs", cfg["num_envs"] >= 1, "an integer >= 1"),
+      ("batch", cfg["batch"] >= cfg["num_envs"], f"an integer >= num_envs ({cfg['num_envs']})"),
+      ("cg_iters", cfg["cg_iters"] >= 1, "an integer >= 1"),
+      ("damping", 0 <= cfg["damping"] < math.inf, "a number >= 0"),
+      ("subsample", 0 < cfg["subsample"] <= 1, "in (0, 1]"),
+      ("estimator", cfg["estimator"] in ("gae", "mc"), "'gae' or 'mc'"),
+      ("method", cfg["method"] in ("single_path",), "'single_path'"),
+      ("hidden", all(int(h) >= 1 for h in cfg["hidden"]), "positive layer sizes"),
+      ("vf_epochs", cfg["vf_epochs"] >= 1, "an integer >= 1"),
+      ("vf_lr", 0 < cfg["vf_lr"] < math.inf, "a number > 0"),
+      ("vectorization", cfg["vectorization"] in ("sync", "async"), "'sync' or 'async'"),
+  ]
+  for name, ok, allowed in checks:
+    if not ok:
+      raise ValueError(f"{name} must be {allowed}, got {cfg[name]!r}")
+
+
+def _build(cfg):
+  """(envs, first obs, policy, value net, obs shape) for a config."""
+  import envs as envs_lib
+  import sampling
+  venv, obs = envs_lib.make(cfg["env"], cfg["num_envs"], cfg["seed"], cfg["vectorization"])
+  obs_space = venv.single_observation_space
+  policy = envs_lib.policy_for(obs_space, venv.single_action_space, tuple(cfg["hidden"]),
+                               cfg["linear_policy"])
+  return venv, obs, policy, sampling.value_net(obs_space.shape, tuple(cfg["hidden"])), \
+      obs_space.shape
+
+
+def _save_checkpoint(path, state, cfg):
+  """Writes the training state to `path` atomically: a temporary file, then os.replace."""
+  import json
+  import os
+  import tempfile
+  arrays = {
+      "policy": np.asarray(ravel_pytree(state["params"])[0]),
+      "value": np.asarray(ravel_pytree(state["vparams"])[0]),
+      "key": np.asarray(jax.random.key_data(state["key"])),
+      "iteration": np.int64(state["iteration"]), "steps": np.int64(state["steps"]),
+      "seconds": np.float64(state["seconds"]), "config": np.array(json.dumps(cfg)),
+  }
+  if state["stats"] is not None:
+    arrays.update({f"stats_{k}": np.asarray(v) for k, v in state["stats"].items()})
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".npz.tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def load_checkpoint(run_dir):
+  """(config, state) from DIR/checkpoint.npz; state as `train` keeps it (params rebuilt)."""
+  import json
+  import os
+  path = os.path.join(run_dir, "checkpoint.npz")
+  if not os.path.exists(path):
+    raise ValueError(f"no checkpoint at {path}")
+  with np.load(path) as z:
+    cfg = json.loads(str(z["config"]))
+    cfg["hidden"] = tuple(cfg["hidden"])
+    data = {k: z[k] for k in z.files}
+  return cfg, data
+
+
+def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
+          resume=False, log=print, **options):
+  """Trains a policy with TRPO; returns (policy, params, history).
+
+  Each iteration: sample `batch` environment steps with π_θold (single path, Section 5.1);
+  estimate advantages (GAE(λ) with a learned value function, or the paper's discounted returns
+  with `estimator="mc"`); standardise them; take one `step`; refit the value function. With
+  `out`, writes DIR/log.jsonl (one JSON object per iteration) and DIR/checkpoint.npz (atomically,
+  every iteration); `resume=True` continues from that checkpoint. `log` receives one line per
+  iteration. Options are the keys of DEFAULTS.
+  """
+  import json
+  import os
+  import time
+
+  import sampling
+  cfg = dict(DEFAULTS, env=env_id, steps=steps, seed=seed, **options)
+  state = None
+  if resume:
+    saved_cfg, data = load_checkpoint(out)
+    cfg = dict(saved_cfg, steps=steps)
+  cfg["hidden"] = tuple(cfg["hidden"])
+  validate_config(cfg)
+  venv, obs, policy, (v_init, v_apply), obs_shape = _build(cfg)
+  key = jax.random.PRNGKey(cfg["seed"])
+  key, kp, kv = jax.random.split(key, 3)
+  params = policy["init"](kp, obs_shape)
+  _, vparams = v_init(kv, (-1,) + tuple(obs_shape))
+  stats = sampling.obs_stats_init(obs_shape) if cfg["normalize_obs"] else None
+  state = {"params": params, "vparams": vparams, "stats": stats, "key": key, "iteration": 0,
+           "steps": 0, "seconds": 0.0}
+  if resume:
+    state["params"] = ravel_pytree(params)[1](jnp.asarray(data["policy"]))
+    state["vparams"] = ravel_pytree(vparams)[1](jnp.asarray(data["value"]))
+    state["key"] = jax.random.wrap_key_data(jnp.asarray(data["key"])) \
+        if jnp.issubdtype(state["key"].dtype, jax.dtypes.prng_key) else jnp.asarray(data["key"])
+    for k in ("iteration", "steps", "seconds"):
+      state[k] = data[k].item()
+    if stats is not None:
+      state["stats"] = {k: data[f"stats_{k}"] for k in ("mean", "var", "count")}
+    # Episodes restart: the simulator state is not part of the checkpoint.
+    obs, _ = venv.reset(seed=cfg["seed"] + 7919 * state["iteration"])
+  log_path = ckpt_path = None
+  if out:
+    os.makedirs(out, exist_ok=True)
+    log_path, ckpt_path = os.path.join(out, "log.jsonl"), os.path.join(out, "checkpoint.npz")
+    if resume and os.path.exists(log_path):
+      # Keep exactly the iterations the checkpoint contains.
+      with open(log_path) as f:
+        kept = [l for l in f if l.strip() and json.loads(l)["iteration"] <= state["iteration"]]
+      with open(log_path, "w") as f:
+        f.writelines(kept)
+    elif not resume:
+      open(log_path, "w").close()
+  T = max(1, cfg["batch"] // cfg["num_envs"])
+  history, last_return = [], None
+  try:
+    while state["steps"] < cfg["steps"]:
+      t0 = time.perf_counter()
+      key, k_roll, k_step, k_vf = jax.random.split(state["key"], 4)
+      params, vparams, stats = state["params"], state["vparams"], state["stats"]
+      roll, obs, episodes = sampling.single_path(venv, obs, policy, params, stats, k_roll, T)
+      n = T * cfg["num_envs"]
+      flat = lambda x: x.reshape((n,) + x.shape[2:])
+      if cfg["estimator"] == "gae":
+        vpred = lambda o: np.asarray(sampling.value_predict(vparams, stats, o, apply=v_apply))
+        values = vpred(flat(roll["obs"])).reshape(T, -1)
+        next_values = np.concatenate([values[1:], vpred(obs)[None]], 0)
+        if roll["final_obs"]:
+          finals = vpred(np.stack([o for _, _, o in roll["final_obs"]]))
+          for (t, e, _), v in zip(roll["final_obs"], finals):
+            next_values[t, e] = v
+        adv, targets = sampling.gae(roll["rewards"], values, next_values, roll["terminated"],
+                                    roll["truncated"], cfg["gamma"], cfg["lam"])
+      else:
+        adv = sampling.discounted_returns(roll["rewards"], roll["terminated"] | roll["truncated"],
+                                          cfg["gamma"])
+      adv = flat(adv)
+      # Standardising Â only rescales the surrogate (β is fixed by δ, not by |g|) and centring
+      # acts as a constant baseline, which leaves the expected gradient unchanged (Section 5).
+      adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+      batch = {"obs": sampling.normalize(stats, jnp.asarray(flat(roll["obs"]))),
+               "actions": jnp.asarray(flat(roll["actions"])), "adv": jnp.asarray(adv)}
+      params, info = step(params, batch, policy, k_step, delta=cfg["delta"],
+                          damping=cfg["damping"], cg_iters=cfg["cg_iters"],
+                          subsample=cfg["subsample"])
+      vf_loss = math.nan
+      if cfg["estimator"] == "gae":
+        vparams, vf_loss = sampling.value_fit(
+            vparams, stats, jnp.asarray(flat(roll["obs"])), jnp.asarray(flat(targets)), k_vf,
+            apply=v_apply, epochs=cfg["vf_epochs"], lr=cfg["vf_lr"])
+        vf_loss = float(vf_loss)
+      if stats is not None:
+        stats = sampling.obs_stats_update(stats, flat(roll["obs"]))
+      if episodes:
+        last_return = float(np.mean([r for r, _ in episodes]))
+      seconds = time.perf_counter() - t0
+      state = {"params": params, "vparams": vparams, "stats": stats, "key": key,
+               "iteration": state["iteration"] + 1, "steps": state["steps"] + n,
+               "seconds": state["seconds"] + seconds}
+      record = {
+          "iteration": state["iteration"], "steps": state["steps"], "episodes": len(episodes),
+          "mean_return": last_return, "kl": float(info["kl"]),
+          "surrogate_improve": float(info["actual_improve"]),
+          "backtracks": int(info["backtracks"]), "accepted": bool(info["accepted"]),
+          "vf_loss": None if math.isnan(vf_loss) else vf_loss,
+          "steps_per_second": n / seconds, "seconds": state["seconds"],
+      }
+      history.append(record)
+      if ckpt_path:
+        _save_checkpoint(ckpt_path, state, cfg)
+        with open(log_path, "a") as f:
+          f.write(json.dumps(record) + "\n")
+      ret = "-" if last_return is None else f"{last_return:9.2f}"
+      log(f"iter {record['iteration']:4d}  steps {record['steps']:9d}  episodes "
+          f"{record['episodes']:4d}  return {ret:>9s}  kl {record['kl']:.5f}  "
+          f"improve {record['surrogate_improve']:+.4f}  backtracks {record['backtracks']:2d}  "
+          f"{record['steps_per_second']:7.0f} steps/s")
+  finally:
+    venv.close()
+  return policy, state["params"], history, cfg, state
+
+
+def evaluate(run_dir, episodes=10, seed=12345):
+  """Runs the saved policy deterministically (the mode of π) for `episodes` episodes.
+
+  Returns the list of undiscounted episode returns.
+  """
+  import envs as envs_lib
+  import sampling
+  cfg, data = load_checkpoint(run_dir)
+  cfg = dict(cfg, num_envs=1, seed=seed)
+  venv, obs, policy, _, obs_shape = _build(cfg)
+  params = policy["init"](jax.random.PRNGKey(0), obs_shape)
+  params = ravel_pytree(params)[1](jnp.asarray(data["policy"]))
+  stats = ({k: data[f"stats_{k}"] for k in ("mean", "var", "count")}
+           if cfg["normalize_obs"] else None)
+  space, returns, key = venv.single_action_space, [], jax.random.PRNGKey(seed)
+  try:
+    while len(returns) < episodes:
+      a = sampling.act(params, stats, sampling._as_input(obs), key, apply=policy["apply"],
+                       dist_name=policy["dist"]["name"], deterministic=True)
+      obs, _, _, _, info = venv.step(envs_lib.env_action(space, np.asarray(a)))
+      if "_episode" in info and info["_episode"][0]:
+        returns.append(float(info["episode"]["r"][0]))
+  finally:
+    venv.close()
+  return returns
+
+
+def _parse_hidden(text):
+  try:
+    sizes = tuple(int(x) for x in text.split(",") if x.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"--hidden must be comma-separated integers, got {text!r}")
+  if not sizes or min(sizes) < 1:
+    raise argparse.ArgumentTypeError(f"--hidden must be positive integers, got {text!r}")
+  return sizes
+
+
+def main(argv=None):
+  """python trpo.py [--env ID] [--steps N] [--seed S] [--out DIR] [hyperparameters];
+  python trpo.py --resume DIR [--steps N]; python trpo.py --eval DIR [--episodes K]."""
+  import sys
+  ap = argparse.ArgumentParser(
+      prog="trpo.py", description="Train a policy with TRPO (Schulman et al., 2015).")
+  ap.add_argument("--env", default=DEFAULTS["env"], help="Gymnasium id (default CartPole-v1)")
+  ap.add_argument("--steps", type=int, default=None,
+                  help=f"environment steps in total (default {DEFAULTS['steps']})")
+  ap.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+  ap.add_argument("--out", default=None, help="run directory (default runs/ENV-seedS)")
+  ap.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+  ap.add_argument("--eval", metavar="DIR", help="evaluate the policy saved in DIR")
+  ap.add_argument("--episodes", type=int, default=10, help="episodes for --eval")
+  ap.add_argument("--delta", type=float, default=DEFAULTS["delta"], help="max mean KL δ")
+  ap.add_argument("--gamma", type=float, default=DEFAULTS["gamma"], help="discount γ")
+  ap.add_argument("--lam", type=float, default=DEFAULTS["lam"], help="GAE λ")
+  ap.add_argument("--batch", type=int, default=DEFAULTS["batch"],
+                  help="environment steps per iteration")
+  ap.add_argument("--num-envs", type=int, default=DEFAULTS["num_envs"])
+  ap.add_argument("--cg-iters", type=int, default=DEFAULTS["cg_iters"])
+  ap.add_argument("--damping", type=float, default=DEFAULTS["damping"])
+  ap.add_argument("--subsample", type=float, default=DEFAULTS["subsample"],
+                  help="fraction of the batch for Fisher-vector products")
+  ap.add_argument("--estimator", choices=("gae", "mc"), default=DEFAULTS["estimator"],
+                  help="gae: GAE(λ) with a value function; mc: the paper's discounted returns")
+  ap.add_argument("--hidden", type=_parse_hidden, default=DEFAULTS["hidden"],
+                  help="hidden layer sizes, e.g. 64,64")
+  ap.add_argument("--normalize-obs", action="store_true", help="running observation normalization")
+  ap.add_argument("--linear-policy", action="store_true", help="a linear policy (no hidden layer)")
+  ap.add_argument("--vf-epochs", type=int, default=DEFAULTS["vf_epochs"])
+  ap.add_argument("--vf-lr", type=float, default=DEFAULTS["vf_lr"])
+  ap.add_argument("--vectorization", choices=("sync", "async"), default="sync")
+  args = ap.parse_args(argv)
+
+  def fail(message):
+    print(f"trpo.py: error: {message}", file=sys.stderr)
+    return 2
+
+  try:
+    if args.eval:
+      if args.episodes < 1:
+        return fail(f"--episodes must be >= 1, got {args.episodes}")
+      returns = evaluate(args.eval, args.episodes)
+      for i, r in enumerate(returns):
+        print(f"episode {i + 1}: return {r:.2f}")
+      print(f"mean_return: {np.mean(returns):.2f}")
+      return 0
+    if args.resume:
+      cfg, _ = load_checkpoint(args.resume)
+      steps = args.steps if args.steps is not None else cfg["steps"]
+      train(cfg["env"], steps, cfg["seed"], out=args.resume, resume=True)
+      return 0
+    out = args.out or f"runs/{args.env.replace('/', '_')}-seed{args.seed}"
+    train(args.env, args.steps if args.steps is not None else DEFAULTS["steps"], args.seed,
+          out=out, delta=args.delta, gamma=args.gamma, lam=args.lam, batch=args.batch,
+          num_envs=args.num_envs, cg_iters=args.cg_iters, damping=args.damping,
+          subsample=args.subsample, estimator=args.estimator, hidden=args.hidden,
+          normalize_obs=args.normalize_obs, linear_policy=args.linear_policy,
+          vf_epochs=args.vf_epochs, vf_lr=args.vf_lr, vectorization=args.vectorization)
+    print(f"saved to {out}")
+    return 0
+  except ValueError as e:
+    return fail(str(e).splitlines()[0])
+  except KeyboardInterrupt:
+    return fail("interrupted; the last completed iteration is in the checkpoint")
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(main())

@@ -1,0 +1,134 @@
+"""Environments: vectorized Gymnasium environments and the policy that fits their spaces.
+
+The paper's tasks (Section 8): MuJoCo `Swimmer-v5`, `Hopper-v5`, `Walker2d-v5`; the Barto et al.
+cart-pole `CartPole-v1`; and the seven Atari games of Table 1 with the preprocessing of Mnih et
+al. (2013) — frame skip 4, grayscale, 84×84, the last 4 frames stacked, kept as uint8 — built
+from Gymnasium's own `AtariPreprocessing` and `FrameStackObservation`. Any other Gymnasium id
+works if its action space is `Box`, `Discrete` or `MultiDiscrete`.
+
+Environments are stepped by Gymnasium's vector environments with autoreset in the same step
+(`AutoresetMode.SAME_STEP`): when an episode ends, `info["final_obs"]` holds its last
+observation and the returned observation already starts the next one. `RecordEpisodeStatistics`
+reports undiscounted episode returns. Synchronous vectorization is the default: on this 2-core
+machine the asynchronous one (a process per environment) was slower for every task we measured
+(`bench/vector_mode.py`, `results/vector_mode.txt`): the simulators step in tens of
+microseconds, less than a round trip between processes.
+"""
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+import policies
+
+ATARI_GAMES = ("BeamRider", "Breakout", "Enduro", "Pong", "Qbert", "Seaquest", "SpaceInvaders")
+PAPER_TASKS = ("Swimmer-v5", "Hopper-v5", "Walker2d-v5", "CartPole-v1") + tuple(
+    f"ALE/{g}-v5" for g in ATARI_GAMES)
+VECTORIZATION = ("sync", "async")
+
+_registered_ale = False
+
+
+def _register_ale():
+  global _registered_ale
+  if not _registered_ale:
+    import ale_py
+    gym.register_envs(ale_py)
+    _registered_ale = True
+
+
+def is_atari(env_id):
+  """True for an ALE id ("ALE/Pong-v5")."""
+  return str(env_id).startswith("ALE/")
+
+
+def atari_wrappers():
+  """Mnih et al. (2013) preprocessing as a list of Gymnasium wrappers (applied in order).
+
+  `AtariPreprocessing`: up to 30 no-op actions at reset, frame skip 4 (max-pooled over the last
+  two frames), grayscale, resized to 84×84; `FrameStackObservation`: the last 4 frames, giving
+  uint8 observations [4, 84, 84].
+  """
+  return [lambda e: gym.wrappers.AtariPreprocessing(e, noop_max=30, frame_skip=4, screen_size=84,
+                                                    grayscale_obs=True),
+          lambda e: gym.wrappers.FrameStackObservation(e, 4)]
+
+
+def make(env_id, num_envs=1, seed=0, vectorization="sync"):
+  """A vector environment of `num_envs` copies of `env_id`, reset with `seed`.
+
+  Returns (envs, first observations [num_envs, *obs_shape]). Raises ValueError for an unknown
+  id, an unsupported action space or a bad option.
+  """
+  if vectorization not in VECTORIZATION:
+    raise ValueError(f"vectorization must be one of {VECTORIZATION}, got {vectorization!r}")
+  if not isinstance(num_envs, int) or num_envs < 1:
+    raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+  kwargs, wrappers = {}, []
+  if is_atari(env_id):
+    _register_ale()
+    # Frame skipping is done by AtariPreprocessing; no sticky actions, as in Mnih et al. (2013).
+    kwargs = {"frameskip": 1, "repeat_action_probability": 0.0}
+    wrappers = atari_wrappers()
+  try:
+    gym.spec(env_id)
+  except Exception as e:  # noqa: BLE001 - gymnasium raises several error types here
+    raise ValueError(f"unknown environment id {env_id!r} ({type(e).__name__}: {e})") from None
+  envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization,
+                      vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                      wrappers=wrappers, **kwargs)
+  try:
+    action_kind(envs.single_action_space)
+  except ValueError:
+    envs.close()
+    raise
+  envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+  obs, _ = envs.reset(seed=seed)
+  envs.action_space.seed(seed)
+  return envs, obs
+
+
+def action_kind(space):
+  """"gaussian" for Box, "categorical" for Discrete, "factored" for MultiDiscrete (Appendix D)."""
+  if isinstance(space, gym.spaces.Box):
+    if len(space.shape) != 1:
+      raise ValueError(f"Box action spaces must be 1-D, got shape {space.shape}")
+    return "gaussian"
+  if isinstance(space, gym.spaces.Discrete):
+    return "categorical"
+  if isinstance(space, gym.spaces.MultiDiscrete):
+    if space.nvec.ndim != 1:
+      raise ValueError(f"MultiDiscrete action spaces must be 1-D, got nvec {space.nvec}")
+    return "factored"
+  raise ValueError(f"unsupported action space {space}: TRPO here handles Box (Gaussian), "
+                   "Discrete (categorical) and MultiDiscrete (factored categorical)")
+
+
+def policy_for(obs_space, action_space, hidden=(64, 64), linear=False):
+  """The policy for a pair of spaces: the Atari CNN of Figure 3 for stacked uint8 frames, an MLP
+  (or a linear map, `linear=True`, the paper's cart-pole policy) for flat observations; the
+  distribution of Appendix D that matches the action space."""
+  kind = action_kind(action_space)
+  n_out = {"gaussian": lambda: action_space.shape[0],
+           "categorical": lambda: int(action_space.n),
+           "factored": lambda: int(np.sum(action_space.nvec))}[kind]()
+  if len(obs_space.shape) == 3:
+    net = policies.atari_cnn(n_out)
+  elif len(obs_space.shape) == 1:
+    net = policies.linear(n_out) if linear else policies.mlp(hidden, n_out)
+  else:
+    raise ValueError(f"unsupported observation shape {obs_space.shape}: flat vectors or stacked "
+                     "frames [C, H, W]")
+  if kind == "gaussian":
+    return policies.gaussian_policy(net, n_out)
+  if kind == "categorical":
+    return policies.categorical_policy(net)
+  return policies.factored_categorical_policy(net, [int(n) for n in action_space.nvec])
+
+
+def env_action(action_space, action):
+  """What the environment is given: Gaussian actions clipped to a Box's bounds (the batch keeps
+  the unclipped sample, whose log-probability the update needs); integers otherwise."""
+  if isinstance(action_space, gym.spaces.Box):
+    return np.clip(action, action_space.low, action_space.high).astype(action_space.dtype)
+  return np.asarray(action).astype(np.int64)

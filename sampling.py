@@ -1,0 +1,200 @@
+"""Sampling: single-path trajectories (Section 5.1), return and advantage estimates.
+
+Single path: run π_old in the environments and keep every (sₜ, aₜ); the paper estimates
+Q_θold(sₜ, aₜ) "by taking the discounted sum of future rewards along the trajectory"
+(`discounted_returns`). The sampling distribution is q = π_old. As an option we also provide
+GAE(λ) advantages with a learned value function (Schulman et al., 2016, the authors' follow-up
+and what users expect): time-limit truncation is bootstrapped with V of the final observation,
+true termination is not.
+
+Environments run as a Gymnasium vector env for a fixed number of steps per iteration; episodes
+continue across iterations. The policy is evaluated once per vector step by one jitted call
+(`act`), compiled once per policy.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.example_libraries import optimizers
+
+import envs as envs_lib
+import policies
+
+# ----------------------------------------------------------------------------------------------
+# Running observation normalisation.
+# ----------------------------------------------------------------------------------------------
+
+
+def obs_stats_init(obs_shape):
+  """Running mean/variance of observations: {"mean", "var", "count"} (count starts tiny)."""
+  return {"mean": np.zeros(obs_shape, np.float64), "var": np.ones(obs_shape, np.float64),
+          "count": np.float64(1e-4)}
+
+
+def obs_stats_update(stats, obs):
+  """Merge a batch obs [N, *shape] into the running moments (Chan et al.'s parallel update)."""
+  obs = np.asarray(obs, np.float64)
+  n, mean, var = obs.shape[0], obs.mean(0), obs.var(0)
+  total = stats["count"] + n
+  d = mean - stats["mean"]
+  new_mean = stats["mean"] + d * n / total
+  m2 = stats["var"] * stats["count"] + var * n + d**2 * stats["count"] * n / total
+  return {"mean": new_mean, "var": m2 / total, "count": np.float64(total)}
+
+
+def normalize(stats, obs):
+  """(obs − mean)/√(var + 1e-8), clipped to [−10, 10]; identity when stats is None.
+
+  The clip keeps a never-seen observation from producing an extreme input; 1e-8 guards
+  constant dimensions.
+  """
+  if stats is None:
+    return obs
+  z = (obs - stats["mean"].astype(jnp.float32)) / jnp.sqrt(stats["var"].astype(jnp.float32)
+                                                           + 1e-8)
+  return jnp.clip(z, -10.0, 10.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Acting.
+# ----------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "dist_name", "deterministic"))
+def act(params, stats, obs, key, *, apply, dist_name, deterministic=False):
+  """a ~ π_θ(·|s) for a batch of observations [E, *obs_shape]; the mode if deterministic."""
+  dist = policies.DISTRIBUTIONS[dist_name]
+  mu = apply(params, normalize(stats, obs))
+  return dist["mode"](mu) if deterministic else dist["sample"](key, mu)
+
+
+def _as_input(obs):
+  """float32 for flat observations (MuJoCo returns float64); uint8 frames stay uint8."""
+  obs = np.asarray(obs)
+  return obs if obs.dtype == np.uint8 else obs.astype(np.float32)
+
+
+def single_path(envs, obs, policy, params, stats, key, n_steps):
+  """Runs π_θ for n_steps vector steps in `envs` (E environments), from observations `obs`.
+
+  Returns (rollout, next_obs, episodes) where rollout holds arrays with leading axes [T, E]:
+  "obs", "actions", "rewards", "terminated", "truncated", and "final_obs": a list of (t, e,
+  observation) for episodes truncated by a time limit (needed to bootstrap them);
+  next_obs [E, ...] continues the episodes; episodes is a list of (return, length) for the
+  episodes that ended.
+  """
+  space = envs.single_action_space
+  dist_name = policy["dist"]["name"]
+  T, E = n_steps, envs.num_envs
+  obs = _as_input(obs)
+  buf = {"obs": np.empty((T, E) + obs.shape[1:], obs.dtype)}
+  rewards = np.empty((T, E), np.float32)
+  terminated = np.empty((T, E), bool)
+  truncated = np.empty((T, E), bool)
+  actions, final_obs, episodes = [], [], []
+  keys = jax.random.split(key, T)
+  for t in range(T):
+    buf["obs"][t] = obs
+    a = np.asarray(act(params, stats, obs, keys[t], apply=policy["apply"], dist_name=dist_name))
+    actions.append(a)
+    obs, r, term, trunc, info = envs.step(envs_lib.env_action(space, a))
+    rewards[t], terminated[t], truncated[t] = r, term, trunc
+    if "_episode" in info:
+      for e in np.flatnonzero(info["_episode"]):
+        episodes.append((float(info["episode"]["r"][e]), int(info["episode"]["l"][e])))
+    if "_final_obs" in info:
+      for e in np.flatnonzero(info["_final_obs"] & trunc & ~term):
+        final_obs.append((t, int(e), _as_input(info["final_obs"][e])))
+    obs = _as_input(obs)
+  rollout = dict(buf, actions=np.stack(actions), rewards=rewards, terminated=terminated,
+                 truncated=truncated, final_obs=final_obs)
+  return rollout, obs, episodes
+
+
+# ----------------------------------------------------------------------------------------------
+# Estimators.
+# ----------------------------------------------------------------------------------------------
+
+
+def discounted_returns(rewards, dones, gamma):
+  """Q̂ₜ = Σₖ γᵏ r_{t+k} up to the end of the episode or of the batch (Section 5.1).
+
+  rewards, dones: [T, E]; dones[t] marks that the episode ended after step t. Episodes cut by
+  the end of the batch are summed as far as they go (the estimate of the paper's single-path
+  method, which samples whole trajectories).
+  """
+  q = np.zeros_like(rewards, dtype=np.float64)
+  acc = np.zeros(rewards.shape[1], np.float64)
+  for t in range(rewards.shape[0] - 1, -1, -1):
+    acc = rewards[t] + gamma * acc * (1.0 - dones[t])
+    q[t] = acc
+  return q.astype(np.float32)
+
+
+def gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+  """GAE(λ) advantages Âₜ = Σₖ (γλ)ᵏ δ_{t+k}, δₜ = rₜ + γ V(s_{t+1}) − V(sₜ) (Schulman et al.
+  2016), all arrays [T, E].
+
+  next_values[t] is V of the observation that followed step t: the true next state, including
+  the final observation of a time-limit truncation (bootstrapped: the task would have gone on);
+  it is ignored after true termination (V = 0 there). The recursion stops at episode ends.
+  Returns (advantages, value targets Âₜ + V(sₜ)).
+  """
+  done = terminated | truncated
+  adv = np.zeros_like(rewards, dtype=np.float64)
+  acc = np.zeros(rewards.shape[1], np.float64)
+  for t in range(rewards.shape[0] - 1, -1, -1):
+    delta = rewards[t] + gamma * next_values[t] * (1.0 - terminated[t]) - values[t]
+    acc = delta + gamma * lam * (1.0 - done[t]) * acc
+    adv[t] = acc
+  return adv.astype(np.float32), (adv + values).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# The value function V(s) for GAE.
+# ----------------------------------------------------------------------------------------------
+
+
+def value_net(obs_shape, hidden=(64, 64)):
+  """V(s): the Atari CNN trunk for frames, else an MLP; stax (init, apply) → [B, 1]."""
+  if len(obs_shape) == 3:
+    return policies.atari_cnn(1, out_scale=1.0)
+  return policies.mlp(hidden, 1, out_scale=1.0)
+
+
+@functools.partial(jax.jit, static_argnames=("apply",))
+def value_predict(params, stats, obs, *, apply):
+  """V(s) for obs [B, ...] → [B]."""
+  return apply(params, normalize(stats, obs))[:, 0]
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "epochs", "n_minibatches", "lr"))
+def value_fit(params, stats, obs, targets, key, *, apply, epochs=5, n_minibatches=8, lr=1e-3):
+  """Regress V(s) on targets by Adam (`jax.example_libraries.optimizers`) on ½(V − target)².
+
+  `epochs` passes over the batch in `n_minibatches` shuffled minibatches each (each epoch drops
+  the remainder of N modulo n_minibatches at random). Returns (params, mean squared error after
+  fitting).
+  """
+  opt_init, opt_update, get_params = optimizers.adam(lr)
+  n = obs.shape[0] // n_minibatches * n_minibatches
+  x = normalize(stats, obs)
+
+  def loss(p, xb, yb):
+    return 0.5 * jnp.mean((apply(p, xb)[:, 0] - yb)**2)
+
+  def epoch(carry, k):
+    state, i = carry
+    idx = jax.random.permutation(k, obs.shape[0])[:n].reshape(n_minibatches, -1)
+
+    def minibatch(carry, ib):
+      state, i = carry
+      g = jax.grad(loss)(get_params(state), x[ib], targets[ib])
+      return (opt_update(i, g, state), i + 1), None
+    return jax.lax.scan(minibatch, (state, i), idx)[0], None
+
+  (state, _), _ = jax.lax.scan(epoch, (opt_init(params), 0), jax.random.split(key, epochs))
+  params = get_params(state)
+  return params, 2 * loss(params, x, targets)
