@@ -104,7 +104,7 @@ def action_kind(space):
                    "Discrete (categorical) and MultiDiscrete (factored categorical)")
 
 
-def policy_for(obs_space, action_space, hidden=(64, 64), linear=False):
+def policy_for(obs_space, action_space, hidden=(64, 64), linear=False, log_std_init=0.0):
   """The policy for a pair of spaces: the Atari CNN of Figure 3 for stacked uint8 frames, an MLP
   (or a linear map, `linear=True`, the paper's cart-pole policy) for flat observations; the
   distribution of Appendix D that matches the action space."""
@@ -120,7 +120,7 @@ def policy_for(obs_space, action_space, hidden=(64, 64), linear=False):
     raise ValueError(f"unsupported observation shape {obs_space.shape}: flat vectors or stacked "
                      "frames [C, H, W]")
   if kind == "gaussian":
-    return policies.gaussian_policy(net, n_out)
+    return policies.gaussian_policy(net, n_out, log_std_init)
   if kind == "categorical":
     return policies.categorical_policy(net)
   return policies.factored_categorical_policy(net, [int(n) for n in action_space.nvec])

@@ -355,7 +355,7 @@ DEFAULTS = {
     "delta": 0.01, "gamma": 0.99, "lam": 0.97, "batch": 2048, "num_envs": 8, "cg_iters": 10,
     "damping": 0.1, "subsample": 0.1, "estimator": "gae", "hidden": (64, 64),
     "normalize_obs": False, "linear_policy": False, "vf_epochs": 10, "vf_lr": 1e-3,
-    "vectorization": "sync",
+    "vectorization": "sync", "log_std_init": 0.0,
 }
 
 
@@ -380,6 +380,7 @@ def validate_config(cfg):
       ("vf_epochs", cfg["vf_epochs"] >= 1, "an integer >= 1"),
       ("vf_lr", 0 < cfg["vf_lr"] < math.inf, "a number > 0"),
       ("vectorization", cfg["vectorization"] in ("sync", "async"), "'sync' or 'async'"),
+      ("log_std_init", abs(cfg["log_std_init"]) < 20, "a number in (-20, 20)"),
   ]
   for name, ok, allowed in checks:
     if not ok:
@@ -393,7 +394,7 @@ def _build(cfg):
   venv, obs = envs_lib.make(cfg["env"], cfg["num_envs"], cfg["seed"], cfg["vectorization"])
   obs_space = venv.single_observation_space
   policy = envs_lib.policy_for(obs_space, venv.single_action_space, tuple(cfg["hidden"]),
-                               cfg["linear_policy"])
+                               cfg["linear_policy"], cfg["log_std_init"])
   return venv, obs, policy, sampling.value_net(obs_space.shape, tuple(cfg["hidden"])), \
       obs_space.shape
 
@@ -632,6 +633,8 @@ def main(argv=None):
   ap.add_argument("--vf-epochs", type=int, default=DEFAULTS["vf_epochs"])
   ap.add_argument("--vf-lr", type=float, default=DEFAULTS["vf_lr"])
   ap.add_argument("--vectorization", choices=("sync", "async"), default="sync")
+  ap.add_argument("--log-std-init", type=float, default=DEFAULTS["log_std_init"],
+                  help="initial log standard deviation of a Gaussian policy")
   args = ap.parse_args(argv)
 
   def fail(message):
@@ -658,7 +661,8 @@ def main(argv=None):
           num_envs=args.num_envs, cg_iters=args.cg_iters, damping=args.damping,
           subsample=args.subsample, estimator=args.estimator, hidden=args.hidden,
           normalize_obs=args.normalize_obs, linear_policy=args.linear_policy,
-          vf_epochs=args.vf_epochs, vf_lr=args.vf_lr, vectorization=args.vectorization)
+          vf_epochs=args.vf_epochs, vf_lr=args.vf_lr, vectorization=args.vectorization,
+          log_std_init=args.log_std_init)
     print(f"saved to {out}")
     return 0
   except ValueError as e:
