@@ -11,6 +11,8 @@ Networks are `(init, apply)` pairs of pure functions built with `jax.example_lib
 A distribution is a module-level dict of pure functions over its parameters µ (a pytree whose
 leaves have a leading batch axis):
   sample(key, µ) -> a        log_prob(µ, a) -> [B]       entropy(µ) -> [B]
+  noise(key, µ) -> ξ         standard noise shaped for µ (Gaussian ε, or Gumbel for logits)
+  transform(µ, ξ) -> a       the sample that noise ξ gives: sample = transform(µ, noise(key, µ))
   kl(µ_old, µ_new) -> [B]    always KL(old ‖ new), in closed form
   fisher_vp(µ, v) -> M v     M = kl''(µ, µ_old) at µ = µ_old, the Fisher metric in µ-space
                              (Appendix C.1, Eq. (57)); v has the structure of µ
@@ -41,10 +43,22 @@ _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 # Distributions (Appendix D).
 # ----------------------------------------------------------------------------------------------
 
-def _gaussian_sample(key, mu):
-  """a = mean + σ ⊙ ε, ε ~ N(0, I); µ = {"mean": [B, d], "log_std": [B, d]}."""
-  eps = jax.random.normal(key, mu["mean"].shape, mu["mean"].dtype)
+# Each sample is a deterministic transform of standard noise drawn apart from µ. Drawing the noise
+# first lets a sampler draw it for a whole rollout at once, and reuse it: the same noise in every
+# branch of a vine is the common random numbers of Section 5.2.
+
+def _gaussian_noise(key, mu):
+  """ε ~ N(0, I) shaped like the mean."""
+  return jax.random.normal(key, mu["mean"].shape, mu["mean"].dtype)
+
+
+def _gaussian_transform(mu, eps):
+  """a = mean + σ ⊙ ε;  µ = {"mean": [B, d], "log_std": [B, d]}."""
   return mu["mean"] + jnp.exp(mu["log_std"]) * eps
+
+
+def _gaussian_sample(key, mu):
+  return _gaussian_transform(mu, _gaussian_noise(key, mu))
 
 
 def _gaussian_log_prob(mu, a):
@@ -81,6 +95,8 @@ def _gaussian_mode(mu):
 GAUSSIAN = {
     "name": "gaussian",
     "sample": _gaussian_sample,
+    "noise": _gaussian_noise,
+    "transform": _gaussian_transform,
     "log_prob": _gaussian_log_prob,
     "entropy": _gaussian_entropy,
     "kl": _gaussian_kl,
@@ -89,9 +105,19 @@ GAUSSIAN = {
 }
 
 
+def _categorical_noise(key, mu):
+  """Standard Gumbel noise shaped like the logits."""
+  return {"logits": jax.random.gumbel(key, mu["logits"].shape, mu["logits"].dtype)}
+
+
+def _categorical_transform(mu, g):
+  """a = argmaxₖ (logitsₖ + gₖ), g ~ Gumbel: a ~ softmax(logits) (the Gumbel-max trick)."""
+  return jnp.argmax(mu["logits"] + g["logits"], axis=-1)
+
+
 def _categorical_sample(key, mu):
   """a ~ softmax(logits);  µ = {"logits": [B, n]} → a: [B] int32."""
-  return jax.random.categorical(key, mu["logits"], axis=-1)
+  return _categorical_transform(mu, _categorical_noise(key, mu))
 
 
 def _categorical_log_prob(mu, a):
@@ -127,6 +153,8 @@ def _categorical_mode(mu):
 CATEGORICAL = {
     "name": "categorical",
     "sample": _categorical_sample,
+    "noise": _categorical_noise,
+    "transform": _categorical_transform,
     "log_prob": _categorical_log_prob,
     "entropy": _categorical_entropy,
     "kl": _categorical_kl,
@@ -143,9 +171,18 @@ def _factors(mu):
   return [{"logits": l} for l in mu["logits"]]
 
 
-def _factored_sample(key, mu):
+def _factored_noise(key, mu):
   keys = jax.random.split(key, len(mu["logits"]))
-  return jnp.stack([_categorical_sample(k, f) for k, f in zip(keys, _factors(mu))], axis=-1)
+  return {"logits": tuple(_categorical_noise(k, f)["logits"] for k, f in zip(keys, _factors(mu)))}
+
+
+def _factored_transform(mu, g):
+  return jnp.stack([_categorical_transform(f, n) for f, n in zip(_factors(mu), _factors(g))],
+                   axis=-1)
+
+
+def _factored_sample(key, mu):
+  return _factored_transform(mu, _factored_noise(key, mu))
 
 
 def _factored_log_prob(mu, a):
@@ -172,6 +209,8 @@ def _factored_mode(mu):
 FACTORED_CATEGORICAL = {
     "name": "factored_categorical",
     "sample": _factored_sample,
+    "noise": _factored_noise,
+    "transform": _factored_transform,
     "log_prob": _factored_log_prob,
     "entropy": _factored_entropy,
     "kl": _factored_kl,

@@ -62,12 +62,21 @@ def normalize(stats, obs):
 # ----------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "dist_name", "deterministic"))
-def act(params, stats, obs, key, *, apply, dist_name, deterministic=False):
-  """a ~ π_θ(·|s) for a batch of observations [E, *obs_shape]; the mode if deterministic."""
+@functools.partial(jax.jit, static_argnames=("apply", "dist_name"))
+def act(params, stats, obs, noise, *, apply, dist_name):
+  """a ~ π_θ(·|s) for observations [E, *obs_shape], as the transform of given standard noise
+  (`dist["transform"]`); the most likely action when noise is None."""
   dist = policies.DISTRIBUTIONS[dist_name]
   mu = apply(params, normalize(stats, obs))
-  return dist["mode"](mu) if deterministic else dist["sample"](key, mu)
+  return dist["mode"](mu) if noise is None else dist["transform"](mu, noise)
+
+
+def rollout_noise(policy, params, obs, key, n_steps):
+  """Standard noise for n_steps policy samples at a batch of observations like obs [E, ...],
+  drawn in one call and returned as numpy arrays with a leading axis [n_steps]."""
+  mu = jax.eval_shape(policy["apply"], params, obs)
+  zeros = jax.tree_util.tree_map(lambda s: jnp.zeros((n_steps,) + s.shape, s.dtype), mu)
+  return jax.tree_util.tree_map(np.asarray, policy["dist"]["noise"](key, zeros))
 
 
 def _as_input(obs):
@@ -94,10 +103,12 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
   terminated = np.empty((T, E), bool)
   truncated = np.empty((T, E), bool)
   actions, final_obs, episodes = [], [], []
-  keys = jax.random.split(key, T)
+  # All of the rollout's policy noise in one call: no per-step random-key dispatch.
+  noise = rollout_noise(policy, params, obs, key, T)
   for t in range(T):
     buf["obs"][t] = obs
-    a = np.asarray(act(params, stats, obs, keys[t], apply=policy["apply"], dist_name=dist_name))
+    noise_t = jax.tree_util.tree_map(lambda x: x[t], noise)
+    a = np.asarray(act(params, stats, obs, noise_t, apply=policy["apply"], dist_name=dist_name))
     actions.append(a)
     obs, r, term, trunc, info = envs.step(envs_lib.env_action(space, a))
     rewards[t], terminated[t], truncated[t] = r, term, trunc

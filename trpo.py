@@ -577,11 +577,11 @@ def evaluate(run_dir, episodes=10, seed=12345):
   params = ravel_pytree(params)[1](jnp.asarray(data["policy"]))
   stats = ({k: data[f"stats_{k}"] for k in ("mean", "var", "count")}
            if cfg["normalize_obs"] else None)
-  space, returns, key = venv.single_action_space, [], jax.random.PRNGKey(seed)
+  space, returns = venv.single_action_space, []
   try:
     while len(returns) < episodes:
-      a = sampling.act(params, stats, sampling._as_input(obs), key, apply=policy["apply"],
-                       dist_name=policy["dist"]["name"], deterministic=True)
+      a = sampling.act(params, stats, sampling._as_input(obs), None, apply=policy["apply"],
+                       dist_name=policy["dist"]["name"])
       obs, _, _, _, info = venv.step(envs_lib.env_action(space, np.asarray(a)))
       if "_episode" in info and info["_episode"][0]:
         returns.append(float(info["episode"]["r"][0]))
