@@ -9,10 +9,12 @@ works if its action space is `Box`, `Discrete` or `MultiDiscrete`.
 Environments are stepped by Gymnasium's vector environments with autoreset in the same step
 (`AutoresetMode.SAME_STEP`): when an episode ends, `info["final_obs"]` holds its last
 observation and the returned observation already starts the next one. `RecordEpisodeStatistics`
-reports undiscounted episode returns. Synchronous vectorization is the default: on this 2-core
-machine the asynchronous one (a process per environment) was slower for every task we measured
-(`bench/vector_mode.py`, `results/vector_mode.txt`): the simulators step in tens of
-microseconds, less than a round trip between processes.
+reports undiscounted episode returns. `vectorization="auto"` (the default) picks by measurement
+on this 2-core machine (`bench/vector_mode.py`, `results/vector_mode.txt`, 8 copies):
+synchronous for classic control and MuJoCo, where a step takes microseconds to tens of
+microseconds, less than a round trip between processes (async/sync throughput 0.16 on
+CartPole, 0.59 on Hopper, 0.60 on Walker2d); asynchronous (a process per copy) for Atari, whose
+four emulated frames and resize per step outweigh the round trip (async/sync 1.24 on Pong).
 """
 
 import gymnasium as gym
@@ -24,7 +26,7 @@ import policies
 ATARI_GAMES = ("BeamRider", "Breakout", "Enduro", "Pong", "Qbert", "Seaquest", "SpaceInvaders")
 PAPER_TASKS = ("Swimmer-v5", "Hopper-v5", "Walker2d-v5", "CartPole-v1") + tuple(
     f"ALE/{g}-v5" for g in ATARI_GAMES)
-VECTORIZATION = ("sync", "async")
+VECTORIZATION = ("auto", "sync", "async")
 
 _registered_ale = False
 
@@ -54,7 +56,7 @@ def atari_wrappers():
           lambda e: gym.wrappers.FrameStackObservation(e, 4)]
 
 
-def make(env_id, num_envs=1, seed=0, vectorization="sync"):
+def make(env_id, num_envs=1, seed=0, vectorization="auto"):
   """A vector environment of `num_envs` copies of `env_id`, reset with `seed`.
 
   Returns (envs, first observations [num_envs, *obs_shape]). Raises ValueError for an unknown
@@ -64,6 +66,8 @@ def make(env_id, num_envs=1, seed=0, vectorization="sync"):
     raise ValueError(f"vectorization must be one of {VECTORIZATION}, got {vectorization!r}")
   if not isinstance(num_envs, int) or num_envs < 1:
     raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+  if vectorization == "auto":
+    vectorization = "async" if is_atari(env_id) and num_envs > 1 else "sync"
   kwargs, wrappers = {}, []
   if is_atari(env_id):
     _register_ale()

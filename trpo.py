@@ -355,7 +355,7 @@ DEFAULTS = {
     "delta": 0.01, "gamma": 0.99, "lam": 0.97, "batch": 2048, "num_envs": 8, "cg_iters": 10,
     "damping": 0.1, "subsample": 0.1, "estimator": "gae", "hidden": (64, 64),
     "normalize_obs": False, "linear_policy": False, "vf_epochs": 10, "vf_lr": 1e-3,
-    "vectorization": "sync", "log_std_init": 0.0,
+    "vectorization": "auto", "log_std_init": 0.0,
 }
 
 
@@ -379,7 +379,8 @@ def validate_config(cfg):
       ("hidden", all(int(h) >= 1 for h in cfg["hidden"]), "positive layer sizes"),
       ("vf_epochs", cfg["vf_epochs"] >= 1, "an integer >= 1"),
       ("vf_lr", 0 < cfg["vf_lr"] < math.inf, "a number > 0"),
-      ("vectorization", cfg["vectorization"] in ("sync", "async"), "'sync' or 'async'"),
+      ("vectorization", cfg["vectorization"] in ("auto", "sync", "async"),
+       "'auto', 'sync' or 'async'"),
       ("log_std_init", abs(cfg["log_std_init"]) < 20, "a number in (-20, 20)"),
   ]
   for name, ok, allowed in checks:
@@ -632,7 +633,8 @@ def main(argv=None):
   ap.add_argument("--linear-policy", action="store_true", help="a linear policy (no hidden layer)")
   ap.add_argument("--vf-epochs", type=int, default=DEFAULTS["vf_epochs"])
   ap.add_argument("--vf-lr", type=float, default=DEFAULTS["vf_lr"])
-  ap.add_argument("--vectorization", choices=("sync", "async"), default="sync")
+  ap.add_argument("--vectorization", choices=("auto", "sync", "async"), default="auto",
+                  help="vector env mode; auto: async for Atari, sync otherwise (measured)")
   ap.add_argument("--log-std-init", type=float, default=DEFAULTS["log_std_init"],
                   help="initial log standard deviation of a Gaussian policy")
   args = ap.parse_args(argv)

@@ -6,7 +6,7 @@ steps, and prints the wall-time ratio. The training time excludes the first iter
 includes JAX's one-off compilation, and the env-only loop is timed over the same number of
 steps as the remaining iterations. The last line is `train/env-only: X` (target ≤ 1.3).
 
-  python bench/train_speed.py [--env Hopper-v5] [--steps 100000] [--batch 2048] [--num-envs 8]
+  python bench/train_speed.py [--env Hopper-v5] [--steps 100000] [--batch 4096] [--num-envs 16]
 """
 
 import argparse
@@ -25,8 +25,8 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--env", default="Hopper-v5")
   ap.add_argument("--steps", type=int, default=100_000)
-  ap.add_argument("--batch", type=int, default=2048)
-  ap.add_argument("--num-envs", type=int, default=8)
+  ap.add_argument("--batch", type=int, default=4096)
+  ap.add_argument("--num-envs", type=int, default=16)
   args = ap.parse_args()
   times = []
   t_start = time.perf_counter()
