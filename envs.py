@@ -113,6 +113,9 @@ def policy_for(obs_space, action_space, hidden=(64, 64), linear=False, log_std_i
   (or a linear map, `linear=True`, the paper's cart-pole policy) for flat observations; the
   distribution of Appendix D that matches the action space."""
   kind = action_kind(action_space)
+  if not isinstance(obs_space, gym.spaces.Box):
+    raise ValueError(f"unsupported observation space {obs_space}: flat Box vectors or stacked "
+                     "frames")
   n_out = {"gaussian": lambda: action_space.shape[0],
            "categorical": lambda: int(action_space.n),
            "factored": lambda: int(np.sum(action_space.nvec))}[kind]()

@@ -547,8 +547,14 @@ def test_cli_errors_resume_and_eval(tmp_path, capsys):
   assert trpo.main(["--env", "NoSuchEnv-v0", "--out", str(tmp_path / "x")]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "unknown environment id 'NoSuchEnv-v0'" in err[0]
+  assert trpo.main(["--env", "Blackjack-v1", "--out", str(tmp_path / "z")]) == 2
+  assert "unsupported observation space Tuple" in capsys.readouterr().err
   assert trpo.main(["--delta", "-1", "--out", str(tmp_path / "y")]) == 2
   assert "delta must be a number > 0, got -1.0" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exit_info:
+    trpo.main(["--steps", "many"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert exit_info.value.code == 2 and len(err) == 1 and "--steps" in err[0]
   run = str(tmp_path / "run")
   assert trpo.main(["--steps", "2048", "--batch", "1024", "--out", run]) == 0
   assert trpo.main(["--resume", run, "--steps", "4096"]) == 0

@@ -394,8 +394,12 @@ def _build(cfg):
   import sampling
   venv, obs = envs_lib.make(cfg["env"], cfg["num_envs"], cfg["seed"], cfg["vectorization"])
   obs_space = venv.single_observation_space
-  policy = envs_lib.policy_for(obs_space, venv.single_action_space, tuple(cfg["hidden"]),
-                               cfg["linear_policy"], cfg["log_std_init"])
+  try:
+    policy = envs_lib.policy_for(obs_space, venv.single_action_space, tuple(cfg["hidden"]),
+                                 cfg["linear_policy"], cfg["log_std_init"])
+  except ValueError:
+    venv.close()
+    raise
   return venv, obs, policy, sampling.value_net(obs_space.shape, tuple(cfg["hidden"])), \
       obs_space.shape
 
@@ -637,11 +641,15 @@ def main(argv=None):
                   help="vector env mode; auto: async for Atari, sync otherwise (measured)")
   ap.add_argument("--log-std-init", type=float, default=DEFAULTS["log_std_init"],
                   help="initial log standard deviation of a Gaussian policy")
-  args = ap.parse_args(argv)
 
   def fail(message):
     print(f"trpo.py: error: {message}", file=sys.stderr)
     return 2
+
+  def parse_error(message):   # argparse's own errors, as one line too (usage: trpo.py -h)
+    sys.exit(fail(message))
+  ap.error = parse_error
+  args = ap.parse_args(argv)
 
   try:
     if args.eval:
