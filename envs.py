@@ -78,9 +78,13 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto"):
     gym.spec(env_id)
   except Exception as e:  # noqa: BLE001 - gymnasium raises several error types here
     raise ValueError(f"unknown environment id {env_id!r} ({type(e).__name__}: {e})") from None
+  vector_kwargs = {"autoreset_mode": AutoresetMode.SAME_STEP}
+  if vectorization == "async":
+    # Worker processes start from a fresh server process, not by forking this one: JAX runs
+    # threads, and a fork of a multithreaded process can deadlock.
+    vector_kwargs["context"] = "forkserver"
   envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization,
-                      vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                      wrappers=wrappers, **kwargs)
+                      vector_kwargs=vector_kwargs, wrappers=wrappers, **kwargs)
   try:
     action_kind(envs.single_action_space)
   except ValueError:
