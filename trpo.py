@@ -541,6 +541,8 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
         stats = sampling.obs_stats_update(stats, flat(roll["obs"]))
       if episodes:
         last_return = float(np.mean([r for r, _ in episodes]))
+      # JAX dispatches asynchronously: wait for the update itself before reading the clock.
+      jax.block_until_ready((params, vparams, info))
       seconds = time.perf_counter() - t0
       state = {"params": params, "vparams": vparams, "stats": stats, "key": key,
                "iteration": state["iteration"] + 1, "steps": state["steps"] + n,
