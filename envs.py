@@ -143,3 +143,90 @@ def env_action(action_space, action):
   if isinstance(action_space, gym.spaces.Box):
     return np.clip(action, action_space.low, action_space.high).astype(action_space.dtype)
   return np.asarray(action).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving and restoring the complete state of one environment (Section 5.2: the vine method
+# "requires the system to be restored to particular states").
+# ----------------------------------------------------------------------------------------------
+
+
+def make_single(env_id, seed=0):
+  """One (non-vector) environment with the same preprocessing as `make`, reset with `seed`.
+
+  Returns (env, first observation). Vine branch rollouts run on such environments, restored
+  with `set_state`.
+  """
+  kwargs, wrappers = {}, []
+  if is_atari(env_id):
+    _register_ale()
+    kwargs = {"frameskip": 1, "repeat_action_probability": 0.0}
+    wrappers = atari_wrappers()
+  try:
+    env = gym.make(env_id, **kwargs)
+  except Exception as e:  # noqa: BLE001 - gymnasium raises several error types here
+    raise ValueError(f"unknown environment id {env_id!r} ({type(e).__name__}: {e})") from None
+  for wrap in wrappers:
+    env = wrap(env)
+  obs, _ = env.reset(seed=seed)
+  return env, obs
+
+
+def _layers(env):
+  """The wrapper chain, outermost first, ending with the unwrapped environment."""
+  out = [env]
+  while hasattr(out[-1], "env"):
+    out.append(out[-1].env)
+  return out
+
+
+def _simulator_state(base):
+  """The state of the simulator inside an unwrapped environment, by family."""
+  import copy
+  if hasattr(base, "ale"):
+    # The emulator: RAM, CPU and TIA registers, frame counters, and its random number
+    # generator (include_rng), so that restored rollouts replay exactly.
+    return ("ale", base.ale.cloneState(include_rng=True))
+  if hasattr(base, "data") and hasattr(base, "model"):
+    import mujoco
+    # mjSTATE_INTEGRATION: time, qpos, qvel, act (actuator state), warm-start accelerations,
+    # controls and applied forces — everything mj_step reads.
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    buf = np.empty(mujoco.mj_stateSize(base.model, spec))
+    mujoco.mj_getState(base.model, base.data, buf, spec)
+    return ("mujoco", buf)
+  return ("python", None)   # classic control: the state vector lives in the attributes below
+
+
+def _copyable_attributes(layer):
+  import copy
+  skip = {"env", "ale", "model", "data", "renderer", "mujoco_renderer", "viewer", "screen",
+          "clock", "_env"}
+  return {k: copy.deepcopy(v) for k, v in vars(layer).items() if k not in skip}
+
+
+def get_state(env):
+  """A snapshot of everything that determines the environment's future given its actions: the
+  simulator state (MuJoCo positions, velocities, actuator state and time; the ALE emulator
+  including its RNG; a classic-control state vector) and every wrapper's own state (time-limit
+  counters, frame stacks, max-pool buffers, the environments' np_random generators)."""
+  layers = _layers(env)
+  return {"sim": _simulator_state(layers[-1]), "attrs": [_copyable_attributes(l) for l in layers]}
+
+
+def set_state(env, state):
+  """Restores a snapshot from `get_state` into the same kind of environment (in place)."""
+  import copy
+  layers = _layers(env)
+  if len(layers) != len(state["attrs"]):
+    raise ValueError("set_state: the snapshot was taken from a different wrapper chain")
+  for layer, attrs in zip(layers, state["attrs"]):
+    vars(layer).update(copy.deepcopy(attrs))
+  kind, sim = state["sim"]
+  base = layers[-1]
+  if kind == "ale":
+    base.ale.restoreState(sim)
+  elif kind == "mujoco":
+    import mujoco
+    mujoco.mj_setState(base.model, base.data, sim, mujoco.mjtState.mjSTATE_INTEGRATION)
+    mujoco.mj_forward(base.model, base.data)

@@ -564,3 +564,30 @@ def test_cli_errors_resume_and_eval(tmp_path, capsys):
   assert trpo.main(["--eval", run, "--episodes", "2"]) == 0
   assert capsys.readouterr().out.strip().splitlines()[-1].startswith("mean_return: ")
   assert trpo.main(["--eval", str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Hopper-v5", "ALE/Pong-v5"])
+def test_state_restore_replays_identically(env_id):
+  env, obs = envs.make_single(env_id, seed=0)
+  env.action_space.seed(0)
+  for _ in range(15):
+    env.step(env.action_space.sample())
+  snapshot = envs.get_state(env)
+  actions = [env.action_space.sample() for _ in range(25)]
+
+  def replay():
+    out = []
+    for a in actions:
+      o, r, term, trunc, _ = env.step(a)
+      out.append((np.array(o), r, term, trunc))
+      if term or trunc:
+        break
+    return out
+
+  first = replay()
+  envs.set_state(env, snapshot)
+  second = replay()
+  env.close()
+  assert len(first) == len(second) and len(first) > 1
+  for (o1, r1, t1, u1), (o2, r2, t2, u2) in zip(first, second):
+    assert np.array_equal(o1, o2) and r1 == r2 and t1 == t2 and u1 == u2
