@@ -56,6 +56,21 @@ def atari_wrappers():
           lambda e: gym.wrappers.FrameStackObservation(e, 4)]
 
 
+def _make_args(env_id):
+  """(gym.make keyword arguments, wrappers) for an id; ValueError for an unknown id."""
+  kwargs, wrappers = {}, []
+  if is_atari(env_id):
+    _register_ale()
+    # Frame skipping is done by AtariPreprocessing; no sticky actions, as in Mnih et al. (2013).
+    kwargs = {"frameskip": 1, "repeat_action_probability": 0.0}
+    wrappers = atari_wrappers()
+  try:
+    gym.spec(env_id)
+  except Exception as e:  # noqa: BLE001 - gymnasium raises several error types here
+    raise ValueError(f"unknown environment id {env_id!r} ({type(e).__name__}: {e})") from None
+  return kwargs, wrappers
+
+
 def make(env_id, num_envs=1, seed=0, vectorization="auto"):
   """A vector environment of `num_envs` copies of `env_id`, reset with `seed`.
 
@@ -68,16 +83,7 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto"):
     raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
   if vectorization == "auto":
     vectorization = "async" if is_atari(env_id) and num_envs > 1 else "sync"
-  kwargs, wrappers = {}, []
-  if is_atari(env_id):
-    _register_ale()
-    # Frame skipping is done by AtariPreprocessing; no sticky actions, as in Mnih et al. (2013).
-    kwargs = {"frameskip": 1, "repeat_action_probability": 0.0}
-    wrappers = atari_wrappers()
-  try:
-    gym.spec(env_id)
-  except Exception as e:  # noqa: BLE001 - gymnasium raises several error types here
-    raise ValueError(f"unknown environment id {env_id!r} ({type(e).__name__}: {e})") from None
+  kwargs, wrappers = _make_args(env_id)
   vector_kwargs = {"autoreset_mode": AutoresetMode.SAME_STEP}
   if vectorization == "async":
     # Worker processes start from a fresh server process, not by forking this one: JAX runs
@@ -157,15 +163,8 @@ def make_single(env_id, seed=0):
   Returns (env, first observation). Vine branch rollouts run on such environments, restored
   with `set_state`.
   """
-  kwargs, wrappers = {}, []
-  if is_atari(env_id):
-    _register_ale()
-    kwargs = {"frameskip": 1, "repeat_action_probability": 0.0}
-    wrappers = atari_wrappers()
-  try:
-    env = gym.make(env_id, **kwargs)
-  except Exception as e:  # noqa: BLE001 - gymnasium raises several error types here
-    raise ValueError(f"unknown environment id {env_id!r} ({type(e).__name__}: {e})") from None
+  kwargs, wrappers = _make_args(env_id)
+  env = gym.make(env_id, **kwargs)
   for wrap in wrappers:
     env = wrap(env)
   obs, _ = env.reset(seed=seed)
@@ -182,7 +181,6 @@ def _layers(env):
 
 def _simulator_state(base):
   """The state of the simulator inside an unwrapped environment, by family."""
-  import copy
   if hasattr(base, "ale"):
     # The emulator: RAM, CPU and TIA registers, frame counters, and its random number
     # generator (include_rng), so that restored rollouts replay exactly.
@@ -200,6 +198,7 @@ def _simulator_state(base):
 
 def _copyable_attributes(layer):
   import copy
+  # Simulator handles are saved by _simulator_state; renderers hold no dynamics.
   skip = {"env", "ale", "model", "data", "renderer", "mujoco_renderer", "viewer", "screen",
           "clock", "_env"}
   return {k: copy.deepcopy(v) for k, v in vars(layer).items() if k not in skip}
