@@ -462,7 +462,8 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
 
   import sampling
   cfg = dict(DEFAULTS, env=env_id, steps=steps, seed=seed, **options)
-  state = None
+  if resume and not out:
+    raise ValueError("resume=True needs out, the run directory holding checkpoint.npz")
   if resume:
     saved_cfg, data = load_checkpoint(out)
     cfg = dict(saved_cfg, steps=steps)
