@@ -209,3 +209,39 @@ def value_fit(params, stats, obs, targets, key, *, apply, epochs=5, n_minibatche
   (state, _), _ = jax.lax.scan(epoch, (opt_init(params), 0), jax.random.split(key, epochs))
   params = get_params(state)
   return params, 2 * loss(params, x, targets)
+
+
+# ----------------------------------------------------------------------------------------------
+# Vine building blocks (Section 5.2). The rollout set, trunk sampling and the training wiring are
+# not written yet; these are the pieces they stand on.
+# ----------------------------------------------------------------------------------------------
+
+
+def branch_returns(env, snapshot, first_actions, policy, params, stats, noise, horizon, gamma):
+  """Q̂(s_n, a_k) for each first action a_k from the state saved in `snapshot` (Section 5.2).
+
+  For every k: restore the environment (`envs.set_state`), take a_k, then follow π_θ for
+  horizon − 1 more steps, and return Σₜ γᵗ rₜ (t < horizon, stopping at the end of the episode).
+  Common random numbers: every branch restores the same simulator state, including its random
+  number generator, and draws its policy actions from the same standard noise `noise`
+  (leading axis ≥ horizon − 1, one entry per step, as from `rollout_noise` with one
+  environment), so the K estimates differ only through the first action.
+  first_actions: [K, ...]. Returns Q̂ [K] (float64).
+  """
+  q = np.zeros(len(first_actions))
+  space = env.action_space
+  for k, a in enumerate(first_actions):
+    envs_lib.set_state(env, snapshot)
+    obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a)))
+    total, discount = float(r), gamma
+    for t in range(horizon - 1):
+      if term or trunc:
+        break
+      noise_t = jax.tree_util.tree_map(lambda x: x[t], noise)
+      a_t = act(params, stats, _as_input(obs)[None], noise_t, apply=policy["apply"],
+                dist_name=policy["dist"]["name"])
+      obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a_t)[0]))
+      total += discount * float(r)
+      discount *= gamma
+    q[k] = total
+  return q

@@ -591,3 +591,62 @@ def test_state_restore_replays_identically(env_id):
   assert len(first) == len(second) and len(first) > 1
   for (o1, r1, t1, u1), (o2, r2, t2, u2) in zip(first, second):
     assert np.array_equal(o1, o2) and r1 == r2 and t1 == t2 and u1 == u2
+
+
+def test_vine_surrogates_match_brute_force():
+  policy = CAT_MLP                     # 4 actions
+  params = _params(policy, OBS, 23)
+  obs = _obs(23, OBS, 3)
+  p = np.asarray(jax.nn.softmax(policy["apply"](params, obs)["logits"], axis=-1), np.float64)
+  rng = np.random.default_rng(23)
+  # Eq. (15): every action once per state.
+  all_actions = jnp.tile(jnp.arange(4), (3, 1))
+  q_all = rng.normal(size=(3, 4))
+  got = float(trpo.vine_surrogate(policy["apply"], policy["dist"], params, obs, all_actions,
+                                  jnp.asarray(q_all, jnp.float32)))
+  assert abs(got - np.mean([sum(p[n, a] * q_all[n, a] for a in range(4)) for n in range(3)])) < 1e-5
+  # Eq. (16): K = 3 sampled actions, q uniform.
+  acts = rng.integers(0, 4, size=(3, 3))
+  q_k = rng.normal(size=(3, 3))
+  logq = np.full((3, 3), np.log(0.25))
+  L = lambda q: float(trpo.vine_surrogate(policy["apply"], policy["dist"], params, obs,
+                                          jnp.asarray(acts), jnp.asarray(q, jnp.float32),
+                                          jnp.asarray(logq, jnp.float32)))
+  expected = np.mean([sum(p[n, acts[n, k]] / 0.25 * q_k[n, k] for k in range(3))
+                      / sum(p[n, acts[n, k]] / 0.25 for k in range(3)) for n in range(3)])
+  assert abs(L(q_k) - expected) < 1e-5
+  assert abs(L(q_k + 7.0) - (expected + 7.0)) < 1e-4    # self-normalised: no baseline needed
+
+
+def test_branch_returns_use_common_random_numbers_and_replay():
+  env_id, seed, gamma, horizon = "Hopper-v5", 4, 0.99, 20
+  env, obs = envs.make_single(env_id, seed=seed)
+  policy = envs.policy_for(env.observation_space, env.action_space, hidden=(8,))
+  params = _params(policy, env.observation_space.shape, 24)
+  prefix = [np.full(3, 0.1 * i, np.float32) for i in range(5)]
+  for a in prefix:
+    obs, *_ = env.step(a)
+  snapshot = envs.get_state(env)
+  noise = sampling.rollout_noise(policy, params, sampling._as_input(obs)[None],
+                                 jax.random.PRNGKey(0), horizon)
+  first = np.array([[0.5, -0.5, 0.2], [-0.3, 0.4, 0.0], [0.5, -0.5, 0.2]], np.float32)
+  q = sampling.branch_returns(env, snapshot, first, policy, params, None, noise, horizon, gamma)
+  env.close()
+  assert q[0] == q[2] and q[0] != q[1]        # same first action + same noise: same estimate
+  # Independently: a fresh environment, the same seed and prefix (no state restore), the first
+  # action, then the policy on the same noise; the discounted return must match Q̂ exactly.
+  env2, _ = envs.make_single(env_id, seed=seed)
+  for a in prefix:
+    env2.step(a)
+  o, r, term, trunc, _ = env2.step(first[1])
+  total = float(r)
+  for t in range(horizon - 1):
+    if term or trunc:
+      break
+    a = sampling.act(params, None, sampling._as_input(o)[None],
+                     jax.tree_util.tree_map(lambda x: x[t], noise),
+                     apply=policy["apply"], dist_name=policy["dist"]["name"])
+    o, r, term, trunc, _ = env2.step(np.clip(np.asarray(a)[0], -1, 1))
+    total += gamma**(t + 1) * float(r)
+  env2.close()
+  assert abs(total - q[1]) < 1e-9 * max(1.0, abs(total))

@@ -67,6 +67,28 @@ def mean_kl(apply, dist, params, obs, old_dist):
   return jnp.mean(kl_per_state(apply, dist, params, obs, old_dist))
 
 
+def vine_surrogate(apply, dist, params, obs, actions, q_hat, logp_q=None):
+  """The vine estimate of L_θold(θ) over a rollout set of N states with K actions each.
+
+  obs [N, ...]; actions [N, K, ...]; q_hat [N, K]. Without logp_q, the all-actions estimator of
+  Eq. (15), for small discrete action spaces with a_1..a_K the whole action set:
+      L_n(θ) = Σₖ π_θ(aₖ|s_n) Q̂(s_n, aₖ).
+  With logp_q = log q(a_{n,k}|s_n) [N, K], the self-normalised importance-sampling estimator of
+  Eq. (16) (q = π_old on continuous tasks, uniform on Atari):
+      L_n(θ) = Σₖ wₖ Q̂(s_n, a_{n,k}) / Σₖ wₖ,   wₖ = π_θ(a_{n,k}|s_n) / q(a_{n,k}|s_n).
+  Returns the mean of L_n over the N states, a scalar.
+  """
+  n, k = q_hat.shape
+  mu = apply(params, obs)
+  tiled = jax.tree_util.tree_map(lambda x: jnp.repeat(x, k, axis=0), mu)
+  logp = dist["log_prob"](tiled, actions.reshape((n * k,) + actions.shape[2:])).reshape(n, k)
+  if logp_q is None:
+    return jnp.mean(jnp.sum(jnp.exp(logp) * q_hat, axis=1))
+  # Self-normalised weights via a softmax of log-weights: no overflow for large ratios.
+  w = jax.nn.softmax(logp - logp_q, axis=1)
+  return jnp.mean(jnp.sum(w * q_hat, axis=1))
+
+
 # ----------------------------------------------------------------------------------------------
 # Fisher-vector products. Each returns a function v ↦ A v on flat parameter vectors.
 # ----------------------------------------------------------------------------------------------
