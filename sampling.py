@@ -226,14 +226,14 @@ def branch_returns(env, snapshot, first_actions, policy, params, stats, noise, h
   number generator, and draws its policy actions from the same standard noise `noise`
   (leading axis ≥ horizon − 1, one entry per step, as from `rollout_noise` with one
   environment), so the K estimates differ only through the first action.
-  first_actions: [K, ...]. Returns Q̂ [K] (float64).
+  first_actions: [K, ...]. Returns (Q̂ [K] float64, the number of simulator steps taken).
   """
-  q = np.zeros(len(first_actions))
+  q, steps = np.zeros(len(first_actions)), 0
   space = env.action_space
   for k, a in enumerate(first_actions):
     envs_lib.set_state(env, snapshot)
     obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a)))
-    total, discount = float(r), gamma
+    total, discount, steps = float(r), gamma, steps + 1
     for t in range(horizon - 1):
       if term or trunc:
         break
@@ -243,5 +243,81 @@ def branch_returns(env, snapshot, first_actions, policy, params, stats, noise, h
       obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a_t)[0]))
       total += discount * float(r)
       discount *= gamma
+      steps += 1
     q[k] = total
-  return q
+  return q, steps
+
+
+def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon, gamma,
+         trunk_steps, q="policy"):
+  """One vine batch (Section 5.2, Figure 1 right).
+
+  Trunk: π_θ runs `trunk_steps` steps in the single environment `env` (episodes continue
+  across calls through `trunk` = {"obs", "ret", "len"}; finished episodes are reset). Rollout
+  set: `n_states` of the trunk's states, chosen uniformly without replacement, each saved with
+  `envs.get_state`. Actions: K = `n_actions` per state drawn from q: "policy" (q = π_old, the
+  paper's choice for continuous control), "uniform" (discrete; the paper's choice on Atari), or
+  "all" (every discrete action once: the all-actions estimator of Eq. (15), K = |A|). Branches:
+  `branch_returns` from each saved state with common random numbers, Q̂ over `horizon` steps.
+
+  Returns (batch, trunk, episodes, simulator steps): batch = {"obs" [N, ...], "actions"
+  [N, K, ...], "q" [N, K], "logp_q" [N, K] unless q == "all"} for `trpo.step`; episodes lists
+  the (return, length) of trunk episodes that ended.
+  """
+  space, dist = env.action_space, policy["dist"]
+  k_trunk, k_pick, k_act, k_branch = jax.random.split(key, 4)
+  obs = trunk["obs"]
+  noise = rollout_noise(policy, params, _as_input(obs)[None], k_trunk, trunk_steps)
+  picks = set(np.asarray(jax.random.choice(k_pick, trunk_steps, (min(n_states, trunk_steps),),
+                                            replace=False)).tolist())
+  snapshots, states, episodes = [], [], []
+  ret, length = trunk["ret"], trunk["len"]
+  for t in range(trunk_steps):
+    if t in picks:
+      snapshots.append(envs_lib.get_state(env))
+      states.append(_as_input(obs))
+    a = act(params, stats, _as_input(obs)[None], jax.tree_util.tree_map(lambda x: x[t], noise),
+            apply=policy["apply"], dist_name=dist["name"])
+    obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a)[0]))
+    ret, length = ret + float(r), length + 1
+    if term or trunc:
+      episodes.append((ret, length))
+      obs, _ = env.reset()
+      ret, length = 0.0, 0
+  end = envs_lib.get_state(env)
+  states = np.stack(states)
+  n = len(states)
+  mu = act_params(params, stats, states, apply=policy["apply"])
+  tiled = jax.tree_util.tree_map(lambda x: jnp.repeat(x, n_actions, axis=0), mu)
+  logp_q = None
+  if q == "policy":
+    actions = np.asarray(dist["sample"](k_act, tiled))
+    logp_q = np.asarray(dist["log_prob"](tiled, actions)).reshape(n, n_actions)
+    actions = actions.reshape((n, n_actions) + actions.shape[1:])
+  elif q in ("uniform", "all"):
+    if envs_lib.action_kind(space) != "categorical":
+      raise ValueError(f"q={q!r} needs a Discrete action space, got {space}")
+    if q == "all":
+      actions = np.tile(np.arange(space.n), (n, 1))
+    else:
+      actions = np.asarray(jax.random.randint(k_act, (n, n_actions), 0, space.n))
+      logp_q = np.full((n, n_actions), -np.log(space.n), np.float32)
+  else:
+    raise ValueError(f"q must be 'policy', 'uniform' or 'all', got {q!r}")
+  q_hat, sim_steps = np.zeros(actions.shape[:2]), trunk_steps
+  for i, key_i in enumerate(jax.random.split(k_branch, n)):
+    crn = rollout_noise(policy, params, states[i:i + 1], key_i, horizon)
+    q_hat[i], used = branch_returns(env, snapshots[i], actions[i], policy, params, stats, crn,
+                                    horizon, gamma)
+    sim_steps += used
+  envs_lib.set_state(env, end)           # the trunk carries on from where it stopped
+  batch = {"obs": states, "actions": actions, "q": q_hat.astype(np.float32)}
+  if logp_q is not None:
+    batch["logp_q"] = logp_q.astype(np.float32)
+  return batch, {"obs": obs, "ret": ret, "len": length}, episodes, sim_steps
+
+
+@functools.partial(jax.jit, static_argnames=("apply",))
+def act_params(params, stats, obs, *, apply):
+  """µ = π_θ's distribution parameters at observations [B, ...] (after normalisation)."""
+  return apply(params, normalize(stats, obs))

@@ -630,7 +630,9 @@ def test_branch_returns_use_common_random_numbers_and_replay():
   noise = sampling.rollout_noise(policy, params, sampling._as_input(obs)[None],
                                  jax.random.PRNGKey(0), horizon)
   first = np.array([[0.5, -0.5, 0.2], [-0.3, 0.4, 0.0], [0.5, -0.5, 0.2]], np.float32)
-  q = sampling.branch_returns(env, snapshot, first, policy, params, None, noise, horizon, gamma)
+  q, steps = sampling.branch_returns(env, snapshot, first, policy, params, None, noise, horizon,
+                                     gamma)
+  assert 3 <= steps <= 3 * horizon
   env.close()
   assert q[0] == q[2] and q[0] != q[1]        # same first action + same noise: same estimate
   # Independently: a fresh environment, the same seed and prefix (no state restore), the first
@@ -650,3 +652,36 @@ def test_branch_returns_use_common_random_numbers_and_replay():
     total += gamma**(t + 1) * float(r)
   env2.close()
   assert abs(total - q[1]) < 1e-9 * max(1.0, abs(total))
+
+
+def test_step_consumes_vine_batches():
+  policy = CAT_MLP
+  params = _params(policy, OBS, 25)
+  obs = _obs(25, OBS, 32)
+  rng = np.random.default_rng(25)
+  q = jnp.asarray(rng.normal(size=(32, 4)), jnp.float32)
+  batch = {"obs": obs, "actions": jnp.tile(jnp.arange(4), (32, 1)), "q": q}
+  new, info = trpo.step(params, batch, policy, delta=0.01)
+  old = policy["apply"](params, obs)
+  kl = float(trpo.mean_kl(policy["apply"], policy["dist"], new, obs, old))
+  gain = (trpo.vine_surrogate(policy["apply"], policy["dist"], new, obs, batch["actions"], q)
+          - trpo.vine_surrogate(policy["apply"], policy["dist"], params, obs, batch["actions"], q))
+  assert bool(info["accepted"]) and kl <= 0.01 * (1 + 1e-4) and float(gain) > 0
+  with pytest.raises(ValueError, match=r"batch\['actions'\] must start with \[N, K\]"):
+    trpo.step(params, dict(batch, actions=batch["actions"][:, :3]), policy)
+  with pytest.raises(ValueError, match="fisher='empirical' needs a single-path batch"):
+    trpo.step(params, batch, policy, fisher="empirical")
+
+
+def test_vine_training_improves_cartpole_and_runs_on_mujoco_and_atari():
+  quiet = lambda s: None
+  hist = trpo.train("CartPole-v1", steps=25_000, seed=0, log=quiet, method="vine", batch=1000,
+                    vine_states=60, vine_q="all", vine_horizon=40)[2]
+  assert hist[-1]["mean_return"] > 1.5 * hist[0]["mean_return"], [h["mean_return"] for h in hist]
+  assert all(h["kl"] <= 0.01 * (1 + 1e-4) for h in hist)
+  hist = trpo.train("Hopper-v5", steps=300, seed=0, log=quiet, method="vine", batch=100,
+                    vine_states=5, vine_actions=3, vine_horizon=10, normalize_obs=True)[2]
+  assert all(np.isfinite(h["kl"]) for h in hist)
+  hist = trpo.train("ALE/Pong-v5", steps=40, seed=0, log=quiet, method="vine", batch=16,
+                    vine_states=2, vine_actions=2, vine_horizon=4, vine_q="uniform")[2]
+  assert len(hist) >= 1 and all(np.isfinite(h["kl"]) for h in hist)

@@ -161,16 +161,25 @@ def _step(params, batch, key, delta, damping, step_size, backtrack_ratio, *, app
   if old is None:
     old = apply(params, obs)
   old = jax.lax.stop_gradient(old)
-  logp_q = batch.get("logp_q")
-  if logp_q is None:
-    logp_q = dist["log_prob"](old, actions)
-  data = {"obs": obs, "actions": actions, "adv": batch["adv"], "logp_q": logp_q, "old": old}
+  vine = "q" in batch          # a vine batch (Section 5.2): K actions and Q̂'s per state
+  if vine:
+    data = {"obs": obs, "actions": actions, "q": batch["q"], "old": old}
+    if "logp_q" in batch:
+      data["logp_q"] = batch["logp_q"]
+  else:
+    logp_q = batch.get("logp_q")
+    if logp_q is None:
+      logp_q = dist["log_prob"](old, actions)
+    data = {"obs": obs, "actions": actions, "adv": batch["adv"], "logp_q": logp_q, "old": old}
   # A NaN/inf anywhere in the batch would spread into every parameter. Compute on zeros in its
   # place and refuse the step; `info["finite_batch"]` tells the caller (and `step` raises).
   finite_batch = _all_finite(data) & _all_finite(params)
   data = _zero_nonfinite(data)
 
   def L(p):
+    if vine:
+      return vine_surrogate(apply, dist, unravel(p), data["obs"], data["actions"], data["q"],
+                            data.get("logp_q"))
     return surrogate(apply, dist, unravel(p), data)
 
   L0, g = jax.value_and_grad(L)(flat0)
@@ -268,18 +277,32 @@ def _check_positive(name, value, upper=math.inf, upper_open=True):
     raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
-def _validate_batch(batch, policy, params):
-  for k in ("obs", "actions", "adv"):
+def _validate_batch(batch, policy, params, fisher):
+  target = "q" if "q" in batch else "adv"
+  for k in ("obs", "actions", target):
     if k not in batch:
-      raise ValueError(f"batch is missing {k!r}; it needs 'obs', 'actions' and 'adv' "
-                       f"(optionally 'old_dist', 'logp_q'), got keys {sorted(batch)}")
+      raise ValueError(f"batch is missing {k!r}; it needs 'obs', 'actions' and 'adv' (single "
+                       f"path) or 'q' (vine), optionally 'old_dist', 'logp_q'; got keys "
+                       f"{sorted(batch)}")
+  if "q" in batch and "adv" in batch:
+    raise ValueError("batch has both 'adv' (single path) and 'q' (vine); give one")
   n = np.shape(batch["obs"])[0] if np.ndim(batch["obs"]) else None
   if not n:
     raise ValueError(f"batch['obs'] must have a leading batch axis of size >= 1, "
                      f"got shape {np.shape(batch['obs'])}")
-  if np.ndim(batch["adv"]) != 1:
+  if target == "adv" and np.ndim(batch["adv"]) != 1:
     raise ValueError(f"batch['adv'] must have shape [N] = [{n}], got {np.shape(batch['adv'])}")
-  for k in ("actions", "adv", "logp_q", "old_dist"):
+  if target == "q":
+    if np.ndim(batch["q"]) != 2:
+      raise ValueError(f"batch['q'] must have shape [N, K], got {np.shape(batch['q'])}")
+    nk = tuple(np.shape(batch["q"]))
+    for k in ("actions", "logp_q"):
+      if k in batch and tuple(np.shape(batch[k]))[:2] != nk:
+        raise ValueError(f"batch[{k!r}] must start with [N, K] = {list(nk)} like batch['q'], "
+                         f"got shape {np.shape(batch[k])}")
+    if fisher == "empirical":
+      raise ValueError("fisher='empirical' needs a single-path batch (one action per state)")
+  for k in ("actions", target, "logp_q", "old_dist"):
     for leaf in jax.tree_util.tree_leaves(batch.get(k)):
       if np.ndim(leaf) == 0 or np.shape(leaf)[0] != n:
         raise ValueError(f"batch[{k!r}] has leading shape {np.shape(leaf)}, but batch['obs'] "
@@ -308,7 +331,9 @@ def step(params, batch, policy, key=None, *, delta=0.01, damping=0.1, cg_iters=1
   Args:
     params: θ_old, a pytree (the policy's parameters).
     batch: a dict of arrays with leading axis N (see the module docstring); single-path batches
-      (Section 5.1) need only "obs", "actions" and "adv".
+      (Section 5.1) need only "obs", "actions" and "adv". A vine batch (Section 5.2) has
+      "obs" [N, ...], "actions" [N, K, ...], "q" [N, K] and, for the self-normalised estimator
+      of Eq. (16), "logp_q" [N, K]; without it, the all-actions estimator of Eq. (15).
     policy: a policy dict from `policies` ({"init", "apply", "dist"}).
     key: a PRNG key choosing the Fisher subsample; pass a fresh one each iteration (the default
       PRNGKey(0) draws the same subsample for the same N).
@@ -357,7 +382,7 @@ def step(params, batch, policy, key=None, *, delta=0.01, damping=0.1, cg_iters=1
   if policy["dist"]["name"] not in policies.DISTRIBUTIONS:
     raise ValueError(f"unknown distribution {policy['dist']['name']!r}; "
                      f"known: {sorted(policies.DISTRIBUTIONS)}")
-  _validate_batch(batch, policy, params)
+  _validate_batch(batch, policy, params, fisher)
   n = int(np.shape(batch["obs"])[0])
   n_sub = min(n, max(1, int(round(subsample * n))))
   key = jax.random.PRNGKey(0) if key is None else key
@@ -378,6 +403,8 @@ DEFAULTS = {
     "damping": 0.1, "subsample": 0.1, "estimator": "gae", "hidden": (64, 64),
     "normalize_obs": False, "linear_policy": False, "vf_epochs": 10, "vf_lr": 1e-3,
     "vectorization": "auto", "log_std_init": 0.0,
+    # Vine (Section 5.2; Table 2 uses N·K = 500 Q-values, K = 4, rollouts of 50 on Swimmer).
+    "vine_states": 125, "vine_actions": 4, "vine_horizon": 50, "vine_q": "policy",
 }
 
 
@@ -397,7 +424,11 @@ def validate_config(cfg):
       ("damping", 0 <= cfg["damping"] < math.inf, "a number >= 0"),
       ("subsample", 0 < cfg["subsample"] <= 1, "in (0, 1]"),
       ("estimator", cfg["estimator"] in ("gae", "mc"), "'gae' or 'mc'"),
-      ("method", cfg["method"] in ("single_path",), "'single_path'"),
+      ("method", cfg["method"] in ("single_path", "vine"), "'single_path' or 'vine'"),
+      ("vine_states", cfg["vine_states"] >= 1, "an integer >= 1"),
+      ("vine_actions", cfg["vine_actions"] >= 1, "an integer >= 1"),
+      ("vine_horizon", cfg["vine_horizon"] >= 1, "an integer >= 1"),
+      ("vine_q", cfg["vine_q"] in ("policy", "uniform", "all"), "'policy', 'uniform' or 'all'"),
       ("hidden", all(int(h) >= 1 for h in cfg["hidden"]), "positive layer sizes"),
       ("vf_epochs", cfg["vf_epochs"] >= 1, "an integer >= 1"),
       ("vf_lr", 0 < cfg["vf_lr"] < math.inf, "a number > 0"),
@@ -467,6 +498,70 @@ def load_checkpoint(run_dir):
   return cfg, data
 
 
+def _single_path_iter(cfg, venv, obs, policy, v_apply, params, vparams, stats, k_roll, k_step,
+                      k_vf, T, last_return):
+  """One single-path iteration of `train`: sample, estimate advantages, step, fit V."""
+  import sampling
+  roll, obs, episodes = sampling.single_path(venv, obs, policy, params, stats, k_roll, T)
+  n = T * cfg["num_envs"]
+  flat = lambda x: x.reshape((n,) + x.shape[2:])
+  if cfg["estimator"] == "gae":
+    vpred = lambda o: np.asarray(sampling.value_predict(vparams, stats, o, apply=v_apply))
+    values = vpred(flat(roll["obs"])).reshape(T, -1)
+    next_values = np.concatenate([values[1:], vpred(obs)[None]], 0)
+    if roll["final_obs"]:
+      finals = vpred(np.stack([o for _, _, o in roll["final_obs"]]))
+      for (t, e, _), v in zip(roll["final_obs"], finals):
+        next_values[t, e] = v
+    adv, targets = sampling.gae(roll["rewards"], values, next_values, roll["terminated"],
+                                roll["truncated"], cfg["gamma"], cfg["lam"])
+  else:
+    adv = sampling.discounted_returns(roll["rewards"], roll["terminated"] | roll["truncated"],
+                                      cfg["gamma"])
+  adv = flat(adv)
+  # Standardising Â only rescales the surrogate (β is fixed by δ, not by |g|) and centring
+  # acts as a constant baseline, which leaves the expected gradient unchanged (Section 5).
+  adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+  batch = {"obs": sampling.normalize(stats, jnp.asarray(flat(roll["obs"]))),
+           "actions": jnp.asarray(flat(roll["actions"])), "adv": jnp.asarray(adv)}
+  params, info = step(params, batch, policy, k_step, delta=cfg["delta"],
+                      damping=cfg["damping"], cg_iters=cfg["cg_iters"],
+                      subsample=cfg["subsample"])
+  vf_loss = math.nan
+  if cfg["estimator"] == "gae":
+    vparams, vf_loss = sampling.value_fit(
+        vparams, stats, jnp.asarray(flat(roll["obs"])), jnp.asarray(flat(targets)), k_vf,
+        apply=v_apply, epochs=cfg["vf_epochs"], lr=cfg["vf_lr"])
+    vf_loss = float(vf_loss)
+  if stats is not None:
+    stats = sampling.obs_stats_update(stats, flat(roll["obs"]))
+  if episodes:
+    last_return = float(np.mean([r for r, _ in episodes]))
+  return params, vparams, stats, info, episodes, n, obs, last_return, vf_loss
+
+
+def _vine_iter(cfg, env, trunk, policy, params, stats, k_roll, k_step, last_return):
+  """One vine iteration of `train` (Section 5.2): trunk, rollout set, branches, step."""
+  import sampling
+  vb, trunk, episodes, n = sampling.vine(
+      env, trunk, policy, params, stats, k_roll, n_states=cfg["vine_states"],
+      n_actions=cfg["vine_actions"], horizon=cfg["vine_horizon"], gamma=cfg["gamma"],
+      trunk_steps=cfg["batch"], q=cfg["vine_q"])
+  # A common shift of Q̂ leaves both vine estimators' gradients unchanged (their weights sum to
+  # one) and the step length is set by δ: standardising only keeps the numbers tame.
+  vb["q"] = (vb["q"] - vb["q"].mean()) / (vb["q"].std() + 1e-8)
+  raw_states = vb["obs"]
+  vb = {k: jnp.asarray(v) for k, v in vb.items()}
+  vb["obs"] = sampling.normalize(stats, vb["obs"])
+  params, info = step(params, vb, policy, k_step, delta=cfg["delta"], damping=cfg["damping"],
+                      cg_iters=cfg["cg_iters"], subsample=cfg["subsample"])
+  if stats is not None:
+    stats = sampling.obs_stats_update(stats, raw_states)
+  if episodes:
+    last_return = float(np.mean([r for r, _ in episodes]))
+  return params, stats, info, episodes, n, trunk, last_return
+
+
 def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
           resume=False, log=print, **options):
   """Trains a policy with TRPO; returns (policy, params, history).
@@ -523,47 +618,26 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
     elif not resume:
       open(log_path, "w").close()
   T = max(1, cfg["batch"] // cfg["num_envs"])
+  if cfg["method"] == "vine":
+    # Vine: one environment whose state can be saved and restored (envs.get_state).
+    import envs as envs_lib
+    venv.close()
+    venv, first = envs_lib.make_single(cfg["env"], cfg["seed"] + 7919 * state["iteration"])
+    trunk = {"obs": first, "ret": 0.0, "len": 0}
   history, last_return = [], None
   try:
     while state["steps"] < cfg["steps"]:
       t0 = time.perf_counter()
       key, k_roll, k_step, k_vf = jax.random.split(state["key"], 4)
       params, vparams, stats = state["params"], state["vparams"], state["stats"]
-      roll, obs, episodes = sampling.single_path(venv, obs, policy, params, stats, k_roll, T)
-      n = T * cfg["num_envs"]
-      flat = lambda x: x.reshape((n,) + x.shape[2:])
-      if cfg["estimator"] == "gae":
-        vpred = lambda o: np.asarray(sampling.value_predict(vparams, stats, o, apply=v_apply))
-        values = vpred(flat(roll["obs"])).reshape(T, -1)
-        next_values = np.concatenate([values[1:], vpred(obs)[None]], 0)
-        if roll["final_obs"]:
-          finals = vpred(np.stack([o for _, _, o in roll["final_obs"]]))
-          for (t, e, _), v in zip(roll["final_obs"], finals):
-            next_values[t, e] = v
-        adv, targets = sampling.gae(roll["rewards"], values, next_values, roll["terminated"],
-                                    roll["truncated"], cfg["gamma"], cfg["lam"])
+      if cfg["method"] == "vine":
+        params, stats, info, episodes, n, trunk, last_return = _vine_iter(
+            cfg, venv, trunk, policy, params, stats, k_roll, k_step, last_return)
+        vf_loss = math.nan
       else:
-        adv = sampling.discounted_returns(roll["rewards"], roll["terminated"] | roll["truncated"],
-                                          cfg["gamma"])
-      adv = flat(adv)
-      # Standardising Â only rescales the surrogate (β is fixed by δ, not by |g|) and centring
-      # acts as a constant baseline, which leaves the expected gradient unchanged (Section 5).
-      adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-      batch = {"obs": sampling.normalize(stats, jnp.asarray(flat(roll["obs"]))),
-               "actions": jnp.asarray(flat(roll["actions"])), "adv": jnp.asarray(adv)}
-      params, info = step(params, batch, policy, k_step, delta=cfg["delta"],
-                          damping=cfg["damping"], cg_iters=cfg["cg_iters"],
-                          subsample=cfg["subsample"])
-      vf_loss = math.nan
-      if cfg["estimator"] == "gae":
-        vparams, vf_loss = sampling.value_fit(
-            vparams, stats, jnp.asarray(flat(roll["obs"])), jnp.asarray(flat(targets)), k_vf,
-            apply=v_apply, epochs=cfg["vf_epochs"], lr=cfg["vf_lr"])
-        vf_loss = float(vf_loss)
-      if stats is not None:
-        stats = sampling.obs_stats_update(stats, flat(roll["obs"]))
-      if episodes:
-        last_return = float(np.mean([r for r, _ in episodes]))
+        params, vparams, stats, info, episodes, n, obs, last_return, vf_loss = _single_path_iter(
+            cfg, venv, obs, policy, v_apply, params, vparams, stats, k_roll, k_step, k_vf, T,
+            last_return)
       # JAX dispatches asynchronously: wait for the update itself before reading the clock.
       jax.block_until_ready((params, vparams, info))
       seconds = time.perf_counter() - t0
@@ -666,6 +740,16 @@ def main(argv=None):
                   help="vector env mode; auto: async for Atari, sync otherwise (measured)")
   ap.add_argument("--log-std-init", type=float, default=DEFAULTS["log_std_init"],
                   help="initial log standard deviation of a Gaussian policy")
+  ap.add_argument("--method", choices=("single_path", "vine"), default=DEFAULTS["method"],
+                  help="sampling scheme (Section 5); for vine, --batch is the trunk length")
+  ap.add_argument("--vine-states", type=int, default=DEFAULTS["vine_states"],
+                  help="vine: N, states in the rollout set")
+  ap.add_argument("--vine-actions", type=int, default=DEFAULTS["vine_actions"],
+                  help="vine: K, actions (branches) per state")
+  ap.add_argument("--vine-horizon", type=int, default=DEFAULTS["vine_horizon"],
+                  help="vine: T, length of each branch rollout")
+  ap.add_argument("--vine-q", choices=("policy", "uniform", "all"), default=DEFAULTS["vine_q"],
+                  help="vine: the action distribution q (all: every discrete action, Eq. (15))")
 
   def fail(message):
     print(f"trpo.py: error: {message}", file=sys.stderr)
@@ -697,7 +781,8 @@ def main(argv=None):
           subsample=args.subsample, estimator=args.estimator, hidden=args.hidden,
           normalize_obs=args.normalize_obs, linear_policy=args.linear_policy,
           vf_epochs=args.vf_epochs, vf_lr=args.vf_lr, vectorization=args.vectorization,
-          log_std_init=args.log_std_init)
+          log_std_init=args.log_std_init, method=args.method, vine_states=args.vine_states,
+          vine_actions=args.vine_actions, vine_horizon=args.vine_horizon, vine_q=args.vine_q)
     print(f"saved to {out}")
     return 0
   except ValueError as e:
