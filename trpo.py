@@ -25,6 +25,8 @@ A batch is a dict of arrays with a common leading axis N:
                                  computed from params, which are θ_old)
   "logp_q":   [N], optional      log q(a_n|s_n) of the sampling distribution (default: q = π_old,
                                  the single-path case of Section 5.1)
+A vine batch (Section 5.2) has "q" [N, K] instead of "adv", "actions" [N, K, ...] and, for the
+self-normalised estimator of Eq. (16), "logp_q" [N, K] (see `vine_surrogate`).
 """
 
 import argparse
