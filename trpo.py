@@ -706,6 +706,31 @@ def _parse_hidden(text):
   return sizes
 
 
+_FLAGS = [   # (option, type or choices, help) for the command line
+    ("delta", float, "max mean KL δ (Eq. (12))"),
+    ("gamma", float, "discount γ"),
+    ("lam", float, "GAE λ"),
+    ("batch", int, "environment steps per iteration (vine: the trunk length)"),
+    ("num_envs", int, "parallel environments (single path)"),
+    ("cg_iters", int, "conjugate-gradient iterations k"),
+    ("damping", float, "added to the Fisher matrix in CG"),
+    ("subsample", float, "fraction of the batch for Fisher-vector products"),
+    ("estimator", ("gae", "mc"), "gae: GAE(λ) with a value function; mc: the paper's returns"),
+    ("hidden", "sizes", "hidden layer sizes, e.g. 64,64"),
+    ("normalize_obs", bool, "running observation normalization"),
+    ("linear_policy", bool, "a linear policy (no hidden layer)"),
+    ("vf_epochs", int, "value-function epochs per iteration"),
+    ("vf_lr", float, "value-function Adam learning rate"),
+    ("vectorization", ("auto", "sync", "async"), "auto: async for Atari, sync otherwise"),
+    ("log_std_init", float, "initial log standard deviation of a Gaussian policy"),
+    ("method", ("single_path", "vine"), "sampling scheme (Section 5)"),
+    ("vine_states", int, "vine: N, states in the rollout set"),
+    ("vine_actions", int, "vine: K, actions (branches) per state"),
+    ("vine_horizon", int, "vine: T, length of each branch rollout"),
+    ("vine_q", ("policy", "uniform", "all"), "vine: q (all: every discrete action, Eq. (15))"),
+]
+
+
 def main(argv=None):
   """python trpo.py [--env ID] [--steps N] [--seed S] [--out DIR] [hyperparameters];
   python trpo.py --resume DIR [--steps N]; python trpo.py --eval DIR [--episodes K]."""
@@ -720,38 +745,17 @@ def main(argv=None):
   ap.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
   ap.add_argument("--eval", metavar="DIR", help="evaluate the policy saved in DIR")
   ap.add_argument("--episodes", type=int, default=10, help="episodes for --eval")
-  ap.add_argument("--delta", type=float, default=DEFAULTS["delta"], help="max mean KL δ")
-  ap.add_argument("--gamma", type=float, default=DEFAULTS["gamma"], help="discount γ")
-  ap.add_argument("--lam", type=float, default=DEFAULTS["lam"], help="GAE λ")
-  ap.add_argument("--batch", type=int, default=DEFAULTS["batch"],
-                  help="environment steps per iteration")
-  ap.add_argument("--num-envs", type=int, default=DEFAULTS["num_envs"])
-  ap.add_argument("--cg-iters", type=int, default=DEFAULTS["cg_iters"])
-  ap.add_argument("--damping", type=float, default=DEFAULTS["damping"])
-  ap.add_argument("--subsample", type=float, default=DEFAULTS["subsample"],
-                  help="fraction of the batch for Fisher-vector products")
-  ap.add_argument("--estimator", choices=("gae", "mc"), default=DEFAULTS["estimator"],
-                  help="gae: GAE(λ) with a value function; mc: the paper's discounted returns")
-  ap.add_argument("--hidden", type=_parse_hidden, default=DEFAULTS["hidden"],
-                  help="hidden layer sizes, e.g. 64,64")
-  ap.add_argument("--normalize-obs", action="store_true", help="running observation normalization")
-  ap.add_argument("--linear-policy", action="store_true", help="a linear policy (no hidden layer)")
-  ap.add_argument("--vf-epochs", type=int, default=DEFAULTS["vf_epochs"])
-  ap.add_argument("--vf-lr", type=float, default=DEFAULTS["vf_lr"])
-  ap.add_argument("--vectorization", choices=("auto", "sync", "async"), default="auto",
-                  help="vector env mode; auto: async for Atari, sync otherwise (measured)")
-  ap.add_argument("--log-std-init", type=float, default=DEFAULTS["log_std_init"],
-                  help="initial log standard deviation of a Gaussian policy")
-  ap.add_argument("--method", choices=("single_path", "vine"), default=DEFAULTS["method"],
-                  help="sampling scheme (Section 5); for vine, --batch is the trunk length")
-  ap.add_argument("--vine-states", type=int, default=DEFAULTS["vine_states"],
-                  help="vine: N, states in the rollout set")
-  ap.add_argument("--vine-actions", type=int, default=DEFAULTS["vine_actions"],
-                  help="vine: K, actions (branches) per state")
-  ap.add_argument("--vine-horizon", type=int, default=DEFAULTS["vine_horizon"],
-                  help="vine: T, length of each branch rollout")
-  ap.add_argument("--vine-q", choices=("policy", "uniform", "all"), default=DEFAULTS["vine_q"],
-                  help="vine: the action distribution q (all: every discrete action, Eq. (15))")
+  # One flag per training option of _FLAGS.
+  for name, kind, help_text in _FLAGS:
+    flag = "--" + name.replace("_", "-")
+    if kind is bool:
+      ap.add_argument(flag, action="store_true", help=help_text)
+    elif isinstance(kind, tuple):
+      ap.add_argument(flag, choices=kind, default=DEFAULTS[name], help=help_text)
+    elif kind == "sizes":
+      ap.add_argument(flag, type=_parse_hidden, default=DEFAULTS[name], help=help_text)
+    else:
+      ap.add_argument(flag, type=kind, default=DEFAULTS[name], help=help_text)
 
   def fail(message):
     print(f"trpo.py: error: {message}", file=sys.stderr)
@@ -778,13 +782,7 @@ def main(argv=None):
       return 0
     out = args.out or f"runs/{args.env.replace('/', '_')}-seed{args.seed}"
     train(args.env, args.steps if args.steps is not None else DEFAULTS["steps"], args.seed,
-          out=out, delta=args.delta, gamma=args.gamma, lam=args.lam, batch=args.batch,
-          num_envs=args.num_envs, cg_iters=args.cg_iters, damping=args.damping,
-          subsample=args.subsample, estimator=args.estimator, hidden=args.hidden,
-          normalize_obs=args.normalize_obs, linear_policy=args.linear_policy,
-          vf_epochs=args.vf_epochs, vf_lr=args.vf_lr, vectorization=args.vectorization,
-          log_std_init=args.log_std_init, method=args.method, vine_states=args.vine_states,
-          vine_actions=args.vine_actions, vine_horizon=args.vine_horizon, vine_q=args.vine_q)
+          out=out, **{name: getattr(args, name) for name, _, _ in _FLAGS})
     print(f"saved to {out}")
     return 0
   except ValueError as e:
