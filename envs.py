@@ -17,6 +17,8 @@ CartPole, 0.59 on Hopper, 0.60 on Walker2d); asynchronous (a process per copy) f
 four emulated frames and resize per step outweigh the round trip (async/sync 1.24 on Pong).
 """
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
@@ -197,7 +199,6 @@ def _simulator_state(base):
 
 
 def _copyable_attributes(layer):
-  import copy
   # Simulator handles are saved by _simulator_state; renderers hold no dynamics.
   skip = {"env", "ale", "model", "data", "renderer", "mujoco_renderer", "viewer", "screen",
           "clock", "_env"}
@@ -215,7 +216,6 @@ def get_state(env):
 
 def set_state(env, state):
   """Restores a snapshot from `get_state` into the same kind of environment (in place)."""
-  import copy
   layers = _layers(env)
   if len(layers) != len(state["attrs"]):
     raise ValueError("set_state: the snapshot was taken from a different wrapper chain")

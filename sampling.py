@@ -8,7 +8,7 @@ and what users expect): time-limit truncation is bootstrapped with V of the fina
 true termination is not.
 
 Environments run as a Gymnasium vector env for a fixed number of steps per iteration; episodes
-continue across iterations. The policy is evaluated once per vector step by one jitted call
+continue across iterations. Vine sampling (Section 5.2) is at the end of the module. The policy is evaluated once per vector step by one jitted call
 (`act`), compiled once per policy.
 """
 
@@ -212,8 +212,8 @@ def value_fit(params, stats, obs, targets, key, *, apply, epochs=5, n_minibatche
 
 
 # ----------------------------------------------------------------------------------------------
-# Vine building blocks (Section 5.2). The rollout set, trunk sampling and the training wiring are
-# not written yet; these are the pieces they stand on.
+# Vine sampling (Section 5.2): a trunk, a rollout set of saved states, K branches per state with
+# common random numbers.
 # ----------------------------------------------------------------------------------------------
 
 

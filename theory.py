@@ -751,10 +751,16 @@ def counterexample_loglinear_decrease(seed=936, n_states=4, n_actions=2, gamma=0
   `search_loglinear_decrease` over 1,000 random problems. The step passes TRPO's own tests
   (L improves, mean KL ≤ δ) and η still drops. Returns (mdp, θ, φ, δ).
   """
+  return _loglinear_problem(seed, n_states, n_actions, 1, gamma) + (0.01,)
+
+
+def _loglinear_problem(seed, n_states, n_actions, n_features, gamma):
+  """(mdp, θ, φ): a random MDP with near-deterministic transitions, features φ ~ N(0, 1)
+  [S, A, d] and θ ~ N(0, 1) [d], for the shared-parameter TRPO-step experiments."""
   mdp = random_mdp(seed, n_states, n_actions, gamma, concentration=0.3)
   rng = np.random.default_rng(seed + 7)
-  phi = rng.normal(size=(n_states, n_actions, 1))
-  return mdp, rng.normal(size=1), phi, 0.01
+  phi = rng.normal(size=(n_states, n_actions, n_features))
+  return mdp, rng.normal(size=n_features), phi
 
 
 def search_loglinear_decrease(seeds, deltas=(0.01, 0.1, 1.0), n_states=4, n_actions=2,
@@ -766,10 +772,7 @@ def search_loglinear_decrease(seeds, deltas=(0.01, 0.1, 1.0), n_states=4, n_acti
   """
   worst = (math.inf, None, None)
   for seed in seeds:
-    mdp = random_mdp(seed, n_states, n_actions, gamma, concentration=0.3)
-    rng = np.random.default_rng(seed + 7)
-    phi = rng.normal(size=(n_states, n_actions, n_features))
-    theta = rng.normal(size=n_features)
+    mdp, theta, phi = _loglinear_problem(seed, n_states, n_actions, n_features, gamma)
     pi = loglinear_policy(theta, phi)
     scale = np.max(np.abs(mdp["r"])) / (1 - gamma)
     for delta in deltas:

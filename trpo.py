@@ -208,7 +208,7 @@ def _step(params, batch, key, delta, damping, step_size, backtrack_ratio, *, app
   sAs = jnp.vdot(s, A(s))
   good_direction = finite_batch & jnp.isfinite(sAs) & (sAs > 0) & jnp.all(jnp.isfinite(s))
 
-  def evaluate(p):
+  def measure(p):
     """(L(p) − L(θ_old), mean KL, max KL) over the whole batch: one forward pass."""
     kls = kl_per_state(apply, dist, unravel(p), data["obs"], data["old"])
     return L(p) - L0, jnp.mean(kls), jnp.max(kls)
@@ -222,7 +222,7 @@ def _step(params, batch, key, delta, damping, step_size, backtrack_ratio, *, app
     accepted = good_direction & jnp.all(jnp.isfinite(cand))
     frac = jnp.where(accepted, 1.0, 0.0)
     improve, kl, max_kl = jax.tree_util.tree_map(lambda x: jnp.where(accepted, x, 0.0),
-                                                 evaluate(cand))
+                                                 measure(cand))
     backtracks = jnp.asarray(0)
   else:
     # β = √(2δ / sᵀAs): the step length at which the quadratic model ½ (βs)ᵀA(βs) equals δ.
@@ -239,7 +239,7 @@ def _step(params, batch, key, delta, damping, step_size, backtrack_ratio, *, app
       k = state[0]
       frac = backtrack_ratio ** k
       cand = flat0 + frac * full_step
-      improve, kl, max_kl = evaluate(cand)
+      improve, kl, max_kl = measure(cand)
       ok = ((improve > 0) & ((max_kl if constraint == "max" else kl) <= delta)
             & jnp.all(jnp.isfinite(cand)))
       return k + 1, ok, frac, improve, kl, max_kl
@@ -443,14 +443,22 @@ def validate_config(cfg):
       raise ValueError(f"{name} must be {allowed}, got {cfg[name]!r}")
 
 
-def _build(cfg):
-  """(envs, first obs, policy, value net, obs shape) for a config."""
+def _build(cfg, single_env=False):
+  """(environment, first obs, policy, value net, obs shape) for a config.
+
+  The environment is a vector env of cfg["num_envs"] copies (single path), or with
+  `single_env` one environment whose state can be saved and restored (vine, Section 5.2).
+  """
   import envs as envs_lib
   import sampling
-  venv, obs = envs_lib.make(cfg["env"], cfg["num_envs"], cfg["seed"], cfg["vectorization"])
-  obs_space = venv.single_observation_space
+  if single_env:
+    venv, obs = envs_lib.make_single(cfg["env"], cfg["seed"])
+    obs_space, action_space = venv.observation_space, venv.action_space
+  else:
+    venv, obs = envs_lib.make(cfg["env"], cfg["num_envs"], cfg["seed"], cfg["vectorization"])
+    obs_space, action_space = venv.single_observation_space, venv.single_action_space
   try:
-    policy = envs_lib.policy_for(obs_space, venv.single_action_space, tuple(cfg["hidden"]),
+    policy = envs_lib.policy_for(obs_space, action_space, tuple(cfg["hidden"]),
                                  cfg["linear_policy"], cfg["log_std_init"])
   except ValueError:
     venv.close()
@@ -487,7 +495,8 @@ def _save_checkpoint(path, state, cfg):
 
 
 def load_checkpoint(run_dir):
-  """(config, state) from DIR/checkpoint.npz; state as `train` keeps it (params rebuilt)."""
+  """(config, arrays) from DIR/checkpoint.npz: the arrays are those `_save_checkpoint` wrote
+  (flat parameter vectors, key, counters, observation statistics)."""
   import json
   import os
   path = os.path.join(run_dir, "checkpoint.npz")
@@ -588,7 +597,7 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
     cfg = dict(saved_cfg, steps=steps)
   cfg["hidden"] = tuple(cfg["hidden"])
   validate_config(cfg)
-  venv, obs, policy, (v_init, v_apply), obs_shape = _build(cfg)
+  venv, obs, policy, (v_init, v_apply), obs_shape = _build(cfg, cfg["method"] == "vine")
   key = jax.random.PRNGKey(cfg["seed"])
   key, kp, kv = jax.random.split(key, 3)
   params = policy["init"](kp, obs_shape)
@@ -620,12 +629,7 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
     elif not resume:
       open(log_path, "w").close()
   T = max(1, cfg["batch"] // cfg["num_envs"])
-  if cfg["method"] == "vine":
-    # Vine: one environment whose state can be saved and restored (envs.get_state).
-    import envs as envs_lib
-    venv.close()
-    venv, first = envs_lib.make_single(cfg["env"], cfg["seed"] + 7919 * state["iteration"])
-    trunk = {"obs": first, "ret": 0.0, "len": 0}
+  trunk = {"obs": obs, "ret": 0.0, "len": 0}      # the vine trunk's running episode
   history, last_return = [], None
   try:
     while state["steps"] < cfg["steps"]:

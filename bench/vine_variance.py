@@ -57,7 +57,10 @@ def main():
   stats = state["stats"]
   apply, dist = policy["apply"], policy["dist"]
   flat0, unravel = ravel_pytree(params)
-  discrete = envs.action_kind(envs.make_single(args.env)[0].action_space) == "categorical"
+  probe, _ = envs.make_single(args.env)
+  space = probe.action_space
+  probe.close()
+  discrete = envs.action_kind(space) == "categorical"
 
   sp_grads, vine_grads, sp_steps, vine_steps = [], [], [], []
   key = jax.random.PRNGKey(1)
@@ -77,7 +80,7 @@ def main():
         flat0)))
     sp_steps.append(q.size)
     # Vine with the same simulator budget: trunk + N·K branches of length T.
-    k = envs.make_single(args.env)[0].action_space.n if discrete else args.actions
+    k = space.n if discrete else args.actions
     trunk_len = args.budget // 5
     n_states = max(1, (args.budget - trunk_len) // (k * args.horizon))
     env, first = envs.make_single(args.env, seed=100 + r)
