@@ -17,7 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.example_libraries import optimizers
+from jax.example_libraries import optimizers, stax
 
 import envs as envs_lib
 import policies
@@ -169,9 +169,15 @@ def gae(rewards, values, next_values, terminated, truncated, gamma, lam):
 
 
 def value_net(obs_shape, hidden=(64, 64)):
-  """V(s): the Atari CNN trunk for frames, else an MLP; stax (init, apply) → [B, 1]."""
+  """V(s): an MLP on the observation; stax (init, apply) → [B, 1].
+
+  For Atari frames [4, 84, 84] the MLP sees the frames average-pooled 4×4 to [21, 21, 4]. The
+  paper does not use a value function; this one only has to be a useful GAE baseline, and on
+  CPU fitting it costs 0.6 s for 10 epochs on 2,048 frames against 17 s for the policy's CNN.
+  """
   if len(obs_shape) == 3:
-    return policies.atari_cnn(1, out_scale=1.0)
+    return stax.serial(policies._frames_to_nhwc(), stax.AvgPool((4, 4), (4, 4)), stax.Flatten,
+                       policies.mlp(hidden, 1, out_scale=1.0))
   return policies.mlp(hidden, 1, out_scale=1.0)
 
 
@@ -181,33 +187,41 @@ def value_predict(params, stats, obs, *, apply):
   return apply(params, normalize(stats, obs))[:, 0]
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "epochs", "n_minibatches", "lr"))
-def value_fit(params, stats, obs, targets, key, *, apply, epochs=5, n_minibatches=8, lr=1e-3):
-  """Regress V(s) on targets by Adam (`jax.example_libraries.optimizers`) on ½(V − target)².
+def adam_minibatch(loss, params, data, key, *, epochs, n_minibatches, lr):
+  """Minimises loss(params, *minibatch) by Adam (`jax.example_libraries.optimizers`).
 
-  `epochs` passes over the batch in `n_minibatches` shuffled minibatches each (each epoch drops
-  the remainder of N modulo n_minibatches at random). Returns (params, mean squared error after
-  fitting).
+  `data` is a tuple of arrays with a common leading axis N; each of `epochs` passes shuffles it
+  into `n_minibatches` minibatches (dropping N mod n_minibatches rows at random). Call it inside
+  a jitted function: `loss` is traced, not a jit argument. Returns the fitted params.
   """
   opt_init, opt_update, get_params = optimizers.adam(lr)
-  n = obs.shape[0] // n_minibatches * n_minibatches
-  x = normalize(stats, obs)
-
-  def loss(p, xb, yb):
-    return 0.5 * jnp.mean((apply(p, xb)[:, 0] - yb)**2)
+  size = data[0].shape[0]
+  n = size // n_minibatches * n_minibatches
 
   def epoch(carry, k):
-    state, i = carry
-    idx = jax.random.permutation(k, obs.shape[0])[:n].reshape(n_minibatches, -1)
+    idx = jax.random.permutation(k, size)[:n].reshape(n_minibatches, -1)
 
     def minibatch(carry, ib):
       state, i = carry
-      g = jax.grad(loss)(get_params(state), x[ib], targets[ib])
+      g = jax.grad(loss)(get_params(state), *(x[ib] for x in data))
       return (opt_update(i, g, state), i + 1), None
-    return jax.lax.scan(minibatch, (state, i), idx)[0], None
+    return jax.lax.scan(minibatch, carry, idx)[0], None
 
   (state, _), _ = jax.lax.scan(epoch, (opt_init(params), 0), jax.random.split(key, epochs))
-  params = get_params(state)
+  return get_params(state)
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "epochs", "n_minibatches", "lr"))
+def value_fit(params, stats, obs, targets, key, *, apply, epochs=5, n_minibatches=8, lr=1e-3):
+  """Regress V(s) on targets [N] by Adam on ½(V − target)² (see `adam_minibatch`).
+
+  Returns (params, mean squared error after fitting).
+  """
+  def loss(p, xb, yb):
+    return 0.5 * jnp.mean((apply(p, xb)[:, 0] - yb)**2)
+  x = normalize(stats, obs)
+  params = adam_minibatch(loss, params, (x, targets), key, epochs=epochs,
+                          n_minibatches=n_minibatches, lr=lr)
   return params, 2 * loss(params, x, targets)
 
 

@@ -407,7 +407,20 @@ DEFAULTS = {
     "vectorization": "auto", "log_std_init": 0.0,
     # Vine (Section 5.2; Table 2 uses N·K = 500 Q-values, K = 4, rollouts of 50 on Swimmer).
     "vine_states": 125, "vine_actions": 4, "vine_horizon": 50, "vine_q": "policy",
+    # The comparison methods of Section 8 (see ALGORITHMS and baselines.py).
+    "step_size": 0.1, "population": 20, "elite_frac": 0.2, "search_std": 0.5,
+    "temperature": 1.0, "reps_epsilon": 0.5, "ml_epochs": 10,
 }
+
+# --method: the algorithms of Figure 4. TRPO with single-path or vine sampling (Section 5); the
+# ablations of Section 8, which sample like single path and change one thing of the update:
+# a fixed step instead of the KL constraint (natural_gradient), the Fisher matrix from score
+# covariances (empirical_fim), the max-KL constraint of Eq. (11) (max_kl); and the non-TRPO
+# baselines of baselines.py: CEM and CMA-ES (episodic parameter search), RWR and REPS (weighted
+# maximum likelihood on single-path samples).
+ALGORITHMS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl", "cem", "cma",
+           "rwr", "reps")
+_SEARCH = ("cem", "cma")
 
 
 def validate_config(cfg):
@@ -426,7 +439,7 @@ def validate_config(cfg):
       ("damping", 0 <= cfg["damping"] < math.inf, "a number >= 0"),
       ("subsample", 0 < cfg["subsample"] <= 1, "in (0, 1]"),
       ("estimator", cfg["estimator"] in ("gae", "mc"), "'gae' or 'mc'"),
-      ("method", cfg["method"] in ("single_path", "vine"), "'single_path' or 'vine'"),
+      ("method", cfg["method"] in ALGORITHMS, f"one of {ALGORITHMS}"),
       ("vine_states", cfg["vine_states"] >= 1, "an integer >= 1"),
       ("vine_actions", cfg["vine_actions"] >= 1, "an integer >= 1"),
       ("vine_horizon", cfg["vine_horizon"] >= 1, "an integer >= 1"),
@@ -437,10 +450,20 @@ def validate_config(cfg):
       ("vectorization", cfg["vectorization"] in ("auto", "sync", "async"),
        "'auto', 'sync' or 'async'"),
       ("log_std_init", abs(cfg["log_std_init"]) < 20, "a number in (-20, 20)"),
+      ("step_size", 0 < cfg["step_size"] < math.inf, "a number > 0"),
+      ("population", cfg["population"] >= 2, "an integer >= 2"),
+      ("elite_frac", 0 < cfg["elite_frac"] <= 1, "in (0, 1]"),
+      ("search_std", 0 < cfg["search_std"] < math.inf, "a number > 0"),
+      ("temperature", 0 < cfg["temperature"] < math.inf, "a number > 0"),
+      ("reps_epsilon", 0 < cfg["reps_epsilon"] < math.inf, "a number > 0"),
+      ("ml_epochs", cfg["ml_epochs"] >= 1, "an integer >= 1"),
   ]
   for name, ok, allowed in checks:
     if not ok:
       raise ValueError(f"{name} must be {allowed}, got {cfg[name]!r}")
+  if cfg["method"] in _SEARCH and cfg["normalize_obs"]:
+    raise ValueError(f"normalize_obs is not available with method {cfg['method']!r} (the "
+                     "parameter search scores fixed policies); drop --normalize-obs")
 
 
 def _build(cfg, single_env=False):
@@ -481,6 +504,12 @@ def _save_checkpoint(path, state, cfg):
   }
   if state["stats"] is not None:
     arrays.update({f"stats_{k}": np.asarray(v) for k, v in state["stats"].items()})
+  search = state.get("search")
+  if isinstance(search, dict):                        # CEM: mean and std
+    arrays.update({f"search_{k}": v for k, v in search.items()})
+  elif search is not None:                            # CMA-ES: the cma package's object
+    import pickle
+    arrays["search_pickle"] = np.frombuffer(pickle.dumps(search), np.uint8)
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".npz.tmp")
   try:
     with os.fdopen(fd, "wb") as f:
@@ -492,6 +521,16 @@ def _save_checkpoint(path, state, cfg):
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def _load_search(cfg, data):
+  """The CEM / CMA-ES search state saved by `_save_checkpoint`, or None."""
+  if "search_mean" in data:
+    return {"mean": data["search_mean"], "std": data["search_std"]}
+  if "search_pickle" in data:
+    import pickle
+    return pickle.loads(data["search_pickle"].tobytes())
+  return None
 
 
 def load_checkpoint(run_dir):
@@ -509,6 +548,38 @@ def load_checkpoint(run_dir):
   return cfg, data
 
 
+def _next_obs(roll, obs):
+  """s' [T, E, ...] for every step of a single-path rollout: the next row, the observation that
+  continues the batch for the last row, and the pre-reset observation where a time limit cut an
+  episode (after a termination s' is the reset state, which the caller must not use)."""
+  nxt = np.concatenate([roll["obs"][1:], np.asarray(obs)[None]], 0)
+  for t, e, o in roll["final_obs"]:
+    nxt[t, e] = o
+  return nxt
+
+
+def _update(cfg, params, batch, policy, key, roll, obs, stats):
+  """The policy update of a single-path-sampled method (see ALGORITHMS): (params, info)."""
+  import baselines
+  method = cfg["method"]
+  if method == "rwr":
+    return baselines.rwr_update(params, batch["obs"], batch["actions"], batch["adv"], policy,
+                                key, cfg["temperature"], cfg["ml_epochs"])
+  if method == "reps":
+    import sampling
+    n = batch["obs"].shape[0]
+    next_obs = sampling.normalize(stats, jnp.asarray(_next_obs(roll, obs)))
+    return baselines.reps_update(
+        params, batch["obs"], batch["actions"], next_obs.reshape(batch["obs"].shape),
+        roll["rewards"].reshape(n), roll["terminated"].reshape(n), policy, key, cfg["gamma"],
+        cfg["reps_epsilon"], cfg["ml_epochs"])
+  variant = {"natural_gradient": {"method": "natural_gradient", "step_size": cfg["step_size"]},
+             "empirical_fim": {"fisher": "empirical"},
+             "max_kl": {"constraint": "max"}}.get(method, {})
+  return step(params, batch, policy, key, delta=cfg["delta"], damping=cfg["damping"],
+              cg_iters=cfg["cg_iters"], subsample=cfg["subsample"], **variant)
+
+
 def _single_path_iter(cfg, venv, obs, policy, v_apply, params, vparams, stats, k_roll, k_step,
                       k_vf, T, last_return):
   """One single-path iteration of `train`: sample, estimate advantages, step, fit V."""
@@ -516,14 +587,13 @@ def _single_path_iter(cfg, venv, obs, policy, v_apply, params, vparams, stats, k
   roll, obs, episodes = sampling.single_path(venv, obs, policy, params, stats, k_roll, T)
   n = T * cfg["num_envs"]
   flat = lambda x: x.reshape((n,) + x.shape[2:])
-  if cfg["estimator"] == "gae":
+  use_vf = cfg["estimator"] == "gae" and cfg["method"] != "reps"
+  if cfg["method"] == "reps":   # REPS estimates its own state values from Bellman errors
+    adv = np.zeros_like(roll["rewards"])
+  elif use_vf:
     vpred = lambda o: np.asarray(sampling.value_predict(vparams, stats, o, apply=v_apply))
     values = vpred(flat(roll["obs"])).reshape(T, -1)
-    next_values = np.concatenate([values[1:], vpred(obs)[None]], 0)
-    if roll["final_obs"]:
-      finals = vpred(np.stack([o for _, _, o in roll["final_obs"]]))
-      for (t, e, _), v in zip(roll["final_obs"], finals):
-        next_values[t, e] = v
+    next_values = vpred(flat(_next_obs(roll, obs))).reshape(T, -1)
     adv, targets = sampling.gae(roll["rewards"], values, next_values, roll["terminated"],
                                 roll["truncated"], cfg["gamma"], cfg["lam"])
   else:
@@ -535,11 +605,9 @@ def _single_path_iter(cfg, venv, obs, policy, v_apply, params, vparams, stats, k
   adv = (adv - adv.mean()) / (adv.std() + 1e-8)
   batch = {"obs": sampling.normalize(stats, jnp.asarray(flat(roll["obs"]))),
            "actions": jnp.asarray(flat(roll["actions"])), "adv": jnp.asarray(adv)}
-  params, info = step(params, batch, policy, k_step, delta=cfg["delta"],
-                      damping=cfg["damping"], cg_iters=cfg["cg_iters"],
-                      subsample=cfg["subsample"])
+  params, info = _update(cfg, params, batch, policy, k_step, roll, obs, stats)
   vf_loss = math.nan
-  if cfg["estimator"] == "gae":
+  if use_vf:
     vparams, vf_loss = sampling.value_fit(
         vparams, stats, jnp.asarray(flat(roll["obs"])), jnp.asarray(flat(targets)), k_vf,
         apply=v_apply, epochs=cfg["vf_epochs"], lr=cfg["vf_lr"])
@@ -573,6 +641,23 @@ def _vine_iter(cfg, env, trunk, policy, params, stats, k_roll, k_step, last_retu
   return params, stats, info, episodes, n, trunk, last_return
 
 
+def _search_iter(cfg, env, policy, search, unravel, stats, iteration, steps_done):
+  """One CEM / CMA-ES iteration of `train` (baselines.py): returns (search, params, info,
+  episodes, simulator steps, mean candidate return)."""
+  import baselines
+  rng = np.random.default_rng([cfg["seed"], iteration])
+  # Szita & Lőrincz's extra noise against CEM's collapse, decreased linearly to zero at half
+  # the budget (CMA-ES adapts its step size itself and ignores it).
+  extra = 0.1 * cfg["search_std"] * max(0.0, 1.0 - 2.0 * steps_done / cfg["steps"])
+  search, mean, returns, n = baselines.search_iteration(
+      cfg["method"], search, env, policy, unravel, stats, rng, cfg["population"],
+      cfg["elite_frac"], extra)
+  info = {"kl": math.nan, "actual_improve": math.nan, "backtracks": 0, "accepted": True}
+  episodes = [(float(r), 0) for r in returns]
+  return search, unravel(jnp.asarray(mean, jnp.float32)), info, episodes, n, \
+      float(np.mean(returns))
+
+
 def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
           resume=False, log=print, **options):
   """Trains a policy with TRPO; returns (policy, params, history).
@@ -597,14 +682,14 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
     cfg = dict(saved_cfg, steps=steps)
   cfg["hidden"] = tuple(cfg["hidden"])
   validate_config(cfg)
-  venv, obs, policy, (v_init, v_apply), obs_shape = _build(cfg, cfg["method"] == "vine")
+  venv, obs, policy, (v_init, v_apply), obs_shape = _build(cfg, cfg["method"] in ("vine",) + _SEARCH)
   key = jax.random.PRNGKey(cfg["seed"])
   key, kp, kv = jax.random.split(key, 3)
   params = policy["init"](kp, obs_shape)
   _, vparams = v_init(kv, (-1,) + tuple(obs_shape))
   stats = sampling.obs_stats_init(obs_shape) if cfg["normalize_obs"] else None
   state = {"params": params, "vparams": vparams, "stats": stats, "key": key, "iteration": 0,
-           "steps": 0, "seconds": 0.0}
+           "steps": 0, "seconds": 0.0, "search": None}
   if resume:
     state["params"] = ravel_pytree(params)[1](jnp.asarray(data["policy"]))
     state["vparams"] = ravel_pytree(vparams)[1](jnp.asarray(data["value"]))
@@ -614,8 +699,16 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
       state[k] = data[k].item()
     if stats is not None:
       state["stats"] = {k: data[f"stats_{k}"] for k in ("mean", "var", "count")}
+    state["search"] = _load_search(cfg, data)
     # Episodes restart: the simulator state is not part of the checkpoint.
     obs, _ = venv.reset(seed=cfg["seed"] + 7919 * state["iteration"])
+  if cfg["method"] in _SEARCH and state["search"] is None:
+    import baselines
+    theta, _ = baselines.flat_params(state["params"])
+    state["search"] = (baselines.cem_init(theta, cfg["search_std"]) if cfg["method"] == "cem"
+                       else baselines.cma_init(theta, cfg["search_std"], cfg["population"],
+                                               cfg["seed"]))
+  unravel = ravel_pytree(state["params"])[1]
   log_path = ckpt_path = None
   if out:
     os.makedirs(out, exist_ok=True)
@@ -636,7 +729,12 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
       t0 = time.perf_counter()
       key, k_roll, k_step, k_vf = jax.random.split(state["key"], 4)
       params, vparams, stats = state["params"], state["vparams"], state["stats"]
-      if cfg["method"] == "vine":
+      search = state["search"]
+      if cfg["method"] in _SEARCH:
+        search, params, info, episodes, n, last_return = _search_iter(
+            cfg, venv, policy, search, unravel, stats, state["iteration"], state["steps"])
+        vf_loss = math.nan
+      elif cfg["method"] == "vine":
         params, stats, info, episodes, n, trunk, last_return = _vine_iter(
             cfg, venv, trunk, policy, params, stats, k_roll, k_step, last_return)
         vf_loss = math.nan
@@ -649,7 +747,7 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
       seconds = time.perf_counter() - t0
       state = {"params": params, "vparams": vparams, "stats": stats, "key": key,
                "iteration": state["iteration"] + 1, "steps": state["steps"] + n,
-               "seconds": state["seconds"] + seconds}
+               "seconds": state["seconds"] + seconds, "search": search}
       record = {
           "iteration": state["iteration"], "steps": state["steps"], "episodes": len(episodes),
           "mean_return": last_return, "kl": float(info["kl"]),
@@ -727,11 +825,19 @@ _FLAGS = [   # (option, type or choices, help) for the command line
     ("vf_lr", float, "value-function Adam learning rate"),
     ("vectorization", ("auto", "sync", "async"), "auto: async for Atari, sync otherwise"),
     ("log_std_init", float, "initial log standard deviation of a Gaussian policy"),
-    ("method", ("single_path", "vine"), "sampling scheme (Section 5)"),
+    ("method", ALGORITHMS, "the algorithm (Section 8): TRPO single_path or vine, an ablation, or "
+     "a baseline of baselines.py"),
     ("vine_states", int, "vine: N, states in the rollout set"),
     ("vine_actions", int, "vine: K, actions (branches) per state"),
     ("vine_horizon", int, "vine: T, length of each branch rollout"),
     ("vine_q", ("policy", "uniform", "all"), "vine: q (all: every discrete action, Eq. (15))"),
+    ("step_size", float, "natural_gradient: the fixed step 1/λ along A⁻¹g"),
+    ("population", int, "cem, cma: candidates per iteration (one episode each)"),
+    ("elite_frac", float, "cem: fraction of candidates refitted to"),
+    ("search_std", float, "cem, cma: initial standard deviation of the parameter search"),
+    ("temperature", float, "rwr: τ in the weights exp(Â/τ) (Â standardised)"),
+    ("reps_epsilon", float, "reps: the KL bound ε"),
+    ("ml_epochs", int, "rwr, reps: Adam epochs of the weighted maximum-likelihood fit"),
 ]
 
 

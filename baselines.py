@@ -1,0 +1,218 @@
+"""The non-TRPO methods TRPO is compared with in Section 8 (Figure 4).
+
+A separate file because these are not parts of TRPO: they are the paper's comparison points, and
+each uses the same policies (`policies.py`), environments (`envs.py`) and training program
+(`trpo.train`, `--method cem|cma|rwr|reps`) as TRPO.
+
+Derivative-free search over the flat parameter vector θ, each candidate scored by the return of
+one episode of the deterministic policy (the mode of π_θ):
+  - the cross-entropy method (CEM; Szita & Lőrincz, 2006): sample θ ~ N(m, diag s²), refit m, s
+    to the elite fraction, plus decreasing extra noise (`cem_ask`, `cem_tell`);
+  - CMA-ES (Hansen & Ostermeier, 1996), from the maintained `cma` package (`cma_init`; optional
+    extra `pip install -e ".[baselines]"`), not written here.
+Policy search by weighted maximum likelihood on single-path samples (the EM-like family):
+  - reward-weighted regression (RWR; Peters & Schaal, 2007): maximise Σ w log π_θ(a|s) with
+    w = exp(Â / τ) (`rwr_weights`, `weighted_ml`);
+  - relative entropy policy search (REPS; Peters et al., 2010): the weights exp(δ_v/η) of the
+    maximum-entropy distribution within KL ε of the sampling distribution, η and the state value
+    v·φ(s) from its convex dual (`reps_dual`, `reps_weights`), then the same weighted fit.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.optimize
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+import envs as envs_lib
+import policies
+import sampling
+
+# ----------------------------------------------------------------------------------------------
+# Derivative-free search: CEM and CMA-ES.
+# ----------------------------------------------------------------------------------------------
+
+
+def cem_init(theta, std):
+  """The CEM search distribution N(m, diag s²) as {"mean": θ [d], "std": s [d]}."""
+  theta = np.asarray(theta, np.float64)
+  return {"mean": theta, "std": np.full_like(theta, float(std))}
+
+
+def cem_ask(search, rng, population):
+  """population candidates θ_i ~ N(m, diag s²) → [population, d] (rng: numpy Generator)."""
+  eps = rng.standard_normal((population, search["mean"].size))
+  return search["mean"] + search["std"] * eps
+
+
+def cem_tell(search, thetas, scores, elite_frac=0.2, extra_std=0.0):
+  """Refits N(m, diag s²) to the best ⌈elite_frac·P⌉ candidates (highest scores).
+
+  m ← mean of the elite, s² ← variance of the elite + extra_std². The extra noise is Szita &
+  Lőrincz's fix for CEM's premature collapse of s; the caller decreases it over iterations.
+  """
+  thetas, scores = np.asarray(thetas), np.asarray(scores)
+  if not np.all(np.isfinite(scores)):
+    raise ValueError(f"CEM scores must be finite, got {scores}")
+  n_elite = max(1, int(np.ceil(elite_frac * len(scores))))
+  elite = thetas[np.argsort(-scores, kind="stable")[:n_elite]]
+  return {"mean": elite.mean(0), "std": np.sqrt(elite.var(0) + extra_std**2)}
+
+
+def cma_init(theta, std, population, seed):
+  """A `cma.CMAEvolutionStrategy` started at θ with step size std (the package's own object:
+  `es.ask()` → candidates, `es.tell(candidates, costs)`; it minimises, so pass −returns)."""
+  try:
+    import cma
+  except ImportError:
+    raise ValueError("method 'cma' needs the cma package: pip install -e '.[baselines]'") from None
+  theta = np.asarray(theta, np.float64)
+  # Full CMA-ES costs O(d²) memory and O(d³) per eigendecomposition; above 1,000 parameters we
+  # use the package's separable (diagonal-covariance) variant, as large-scale users do.
+  return cma.CMAEvolutionStrategy(theta, float(std),
+                                  {"popsize": int(population), "seed": int(seed) + 1,
+                                   "verbose": -9, "CMA_diagonal": theta.size > 1000})
+
+
+def episode_return(env, policy, unravel, theta, stats, max_steps=100_000):
+  """(undiscounted return, steps) of one episode of the deterministic policy mode(π_θ(·|s)),
+  from a reset of the single environment `env`."""
+  params = unravel(jnp.asarray(theta, jnp.float32))
+  space = env.action_space
+  obs, _ = env.reset()
+  total, steps = 0.0, 0
+  while steps < max_steps:
+    a = sampling.act(params, stats, sampling._as_input(obs)[None], None,
+                     apply=policy["apply"], dist_name=policy["dist"]["name"])
+    obs, r, terminated, truncated, _ = env.step(envs_lib.env_action(space, np.asarray(a)[0]))
+    total, steps = total + float(r), steps + 1
+    if terminated or truncated:
+      break
+  return total, steps
+
+
+# ----------------------------------------------------------------------------------------------
+# Weighted maximum likelihood: RWR and REPS.
+# ----------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "dist_name", "epochs", "n_minibatches",
+                                             "lr"))
+def weighted_ml(params, obs, actions, weights, key, *, apply, dist_name, epochs=10,
+                n_minibatches=4, lr=1e-3):
+  """argmax_θ Σ_n w_n log π_θ(a_n|s_n) / Σ_n w_n by Adam (`sampling.adam_minibatch`).
+
+  obs [N, ...], actions [N, ...], weights [N] ≥ 0. The M-step of RWR and REPS. For a linear
+  Gaussian policy its fixed point is weighted least squares for the mean and the weighted
+  residual variance for σ² (what `test_weighted_ml_is_weighted_least_squares` checks).
+  """
+  dist = policies.DISTRIBUTIONS[dist_name]
+  w = weights / jnp.mean(weights)
+
+  def loss(p, o, a, wb):
+    return -jnp.mean(wb * dist["log_prob"](apply(p, o), a))
+  return sampling.adam_minibatch(loss, params, (obs, actions, w), key, epochs=epochs,
+                                 n_minibatches=n_minibatches, lr=lr)
+
+
+def rwr_weights(adv, temperature=1.0):
+  """w_n = exp((Â_n − max Â) / τ) [N]: the exponential reward transformation of Peters & Schaal
+  (2007), on advantages (a baseline only rescales all w). Subtracting the max avoids overflow."""
+  adv = jnp.asarray(adv)
+  return jnp.exp((adv - jnp.max(adv)) / temperature)
+
+
+def reps_features(obs):
+  """φ(s) = [s, s², 1] for flat observations [N, d] → [N, 2d + 1]: the state features of the
+  value function v·φ(s) in REPS' dual."""
+  obs = jnp.asarray(obs, jnp.float32).reshape(obs.shape[0], -1)
+  return jnp.concatenate([obs, obs**2, jnp.ones_like(obs[:, :1])], axis=1)
+
+
+def reps_bellman_errors(v, feats, next_feats, rewards, not_done, gamma):
+  """δ_v(s, a) = r + γ·v·φ(s')·(1 − terminal) − v·φ(s) [N] (Peters et al., 2010, discounted)."""
+  return rewards + gamma * not_done * (next_feats @ v) - feats @ v
+
+
+def reps_dual(x, feats, next_feats, rewards, not_done, gamma, epsilon):
+  """REPS' dual g(η, v) = η ε + η log (1/N) Σ_n exp(δ_v(n)/η), with x = [log η, v].
+
+  Its minimiser gives the weights exp(δ/η) of the distribution closest to the samples' in
+  relative entropy (KL ≤ ε) that maximises the expected δ; log η keeps η > 0.
+  """
+  eta, v = jnp.exp(x[0]), x[1:]
+  delta = reps_bellman_errors(v, feats, next_feats, rewards, not_done, gamma)
+  return eta * epsilon + eta * (jax.nn.logsumexp(delta / eta) - jnp.log(delta.shape[0]))
+
+
+@jax.jit
+def reps_weights(feats, next_feats, rewards, not_done, gamma, epsilon):
+  """(w [N], η, v): minimises `reps_dual` by BFGS (`jax.scipy.optimize.minimize`) from η = 1,
+  v = 0, and returns w_n = exp((δ_n − max δ)/η) (shifted against overflow; only ratios matter)."""
+  x0 = jnp.zeros(feats.shape[1] + 1, jnp.float32)
+  x = jax.scipy.optimize.minimize(reps_dual, x0, method="BFGS",
+                                  args=(feats, next_feats, rewards, not_done, gamma,
+                                        epsilon)).x
+  eta, v = jnp.exp(x[0]), x[1:]
+  delta = reps_bellman_errors(v, feats, next_feats, rewards, not_done, gamma)
+  return jnp.exp((delta - jnp.max(delta)) / eta), eta, v
+
+
+def _kl_info(policy, old_params, new_params, obs):
+  """The info dict of `trpo.step` for a weighted-ML update: mean KL(old ‖ new) on the batch."""
+  dist = policy["dist"]
+  kl = jnp.mean(dist["kl"](policy["apply"](old_params, obs), policy["apply"](new_params, obs)))
+  return {"kl": kl, "actual_improve": jnp.nan, "backtracks": 0, "accepted": True}
+
+
+def rwr_update(params, obs, actions, adv, policy, key, temperature=1.0, epochs=10):
+  """One RWR iteration: weights from advantages, then the weighted maximum-likelihood fit.
+  Returns (params, info) like `trpo.step`."""
+  w = rwr_weights(adv, temperature)
+  new = weighted_ml(params, obs, actions, w, key, apply=policy["apply"],
+                    dist_name=policy["dist"]["name"], epochs=epochs)
+  return new, _kl_info(policy, params, new, obs)
+
+
+def reps_update(params, obs, actions, next_obs, rewards, terminated, policy, key, gamma,
+                epsilon=0.5, epochs=10):
+  """One REPS iteration on single-path samples: dual → weights → weighted maximum likelihood.
+
+  obs, next_obs [N, d] (normalised as the policy sees them), rewards [N], terminated [N].
+  Returns (params, info) like `trpo.step`.
+  """
+  w, _, _ = reps_weights(reps_features(obs), reps_features(next_obs),
+                         jnp.asarray(rewards, jnp.float32),
+                         1.0 - jnp.asarray(terminated, jnp.float32), gamma, epsilon)
+  new = weighted_ml(params, obs, actions, w, key, apply=policy["apply"],
+                    dist_name=policy["dist"]["name"], epochs=epochs)
+  return new, _kl_info(policy, params, new, obs)
+
+
+def search_iteration(method, search, env, policy, unravel, stats, rng, population,
+                     elite_frac, extra_std):
+  """One CEM or CMA-ES iteration: `population` candidates, one episode each.
+
+  Returns (search, mean θ [d], candidate returns [P], simulator steps).
+  """
+  if method == "cem":
+    thetas = cem_ask(search, rng, population)
+  else:
+    thetas = np.asarray(search.ask())
+  results = [episode_return(env, policy, unravel, th, stats) for th in thetas]
+  returns = np.array([r for r, _ in results])
+  if method == "cem":
+    search = cem_tell(search, thetas, returns, elite_frac, extra_std)
+    mean = search["mean"]
+  else:
+    search.tell(list(thetas), list(-returns))
+    mean = np.asarray(search.mean)
+  return search, mean, returns, sum(n for _, n in results)
+
+
+def flat_params(params):
+  """(θ [d] as float64 numpy, unravel) for a params pytree."""
+  theta, unravel = ravel_pytree(params)
+  return np.asarray(theta, np.float64), unravel
