@@ -136,25 +136,29 @@ def reps_bellman_errors(v, feats, next_feats, rewards, not_done, gamma):
   return rewards + gamma * not_done * (next_feats @ v) - feats @ v
 
 
-def reps_dual(x, feats, next_feats, rewards, not_done, gamma, epsilon):
-  """REPS' dual g(η, v) = η ε + η log (1/N) Σ_n exp(δ_v(n)/η), with x = [log η, v].
+def reps_dual(x, feats, next_feats, rewards, not_done, init_feats, gamma, epsilon):
+  """REPS' dual, discounted: g(η, v) = η ε + η log (1/N) Σ_n exp(δ_v(n)/η) + (1−γ) v·φ̄₀,
+  with x = [log η, v] (log η keeps η > 0) and φ̄₀ [F] the mean features of initial states.
 
-  Its minimiser gives the weights exp(δ/η) of the distribution closest to the samples' in
-  relative entropy (KL ≤ ε) that maximises the expected δ; log η keeps η > 0.
+  The primal (Peters et al., 2010, with discounting): maximise E_p[r] over distributions p on
+  the samples with KL(p ‖ q) ≤ ε and the stationarity of the discounted state distribution,
+  E_p[φ(s)] = (1−γ) φ̄₀ + γ E_p[(1 − terminal) φ(s')]. Its solution is p ∝ exp(δ/η). The
+  (1−γ) v·φ̄₀ term is what keeps g bounded: without it the constant feature could drive δ → −∞.
   """
   eta, v = jnp.exp(x[0]), x[1:]
   delta = reps_bellman_errors(v, feats, next_feats, rewards, not_done, gamma)
-  return eta * epsilon + eta * (jax.nn.logsumexp(delta / eta) - jnp.log(delta.shape[0]))
+  return (eta * epsilon + eta * (jax.nn.logsumexp(delta / eta) - jnp.log(delta.shape[0]))
+          + (1 - gamma) * init_feats @ v)
 
 
 @jax.jit
-def reps_weights(feats, next_feats, rewards, not_done, gamma, epsilon):
+def reps_weights(feats, next_feats, rewards, not_done, init_feats, gamma, epsilon):
   """(w [N], η, v): minimises `reps_dual` by BFGS (`jax.scipy.optimize.minimize`) from η = 1,
   v = 0, and returns w_n = exp((δ_n − max δ)/η) (shifted against overflow; only ratios matter)."""
   x0 = jnp.zeros(feats.shape[1] + 1, jnp.float32)
   x = jax.scipy.optimize.minimize(reps_dual, x0, method="BFGS",
-                                  args=(feats, next_feats, rewards, not_done, gamma,
-                                        epsilon)).x
+                                  args=(feats, next_feats, rewards, not_done, init_feats,
+                                        gamma, epsilon)).x
   eta, v = jnp.exp(x[0]), x[1:]
   delta = reps_bellman_errors(v, feats, next_feats, rewards, not_done, gamma)
   return jnp.exp((delta - jnp.max(delta)) / eta), eta, v
@@ -176,16 +180,21 @@ def rwr_update(params, obs, actions, adv, policy, key, temperature=1.0, epochs=1
   return new, _kl_info(policy, params, new, obs)
 
 
-def reps_update(params, obs, actions, next_obs, rewards, terminated, policy, key, gamma,
-                epsilon=0.5, epochs=10):
+def reps_update(params, obs, actions, next_obs, rewards, terminated, init_obs, policy, key,
+                gamma, epsilon=0.1, epochs=10):
   """One REPS iteration on single-path samples: dual → weights → weighted maximum likelihood.
 
-  obs, next_obs [N, d] (normalised as the policy sees them), rewards [N], terminated [N].
-  Returns (params, info) like `trpo.step`.
+  obs, next_obs [N, d] (normalised as the policy sees them), rewards [N], terminated [N],
+  init_obs [M, d] initial states of episodes (M ≥ 1). Returns (params, info) like `trpo.step`.
   """
+  init_feats = jnp.mean(reps_features(init_obs), axis=0)
   w, _, _ = reps_weights(reps_features(obs), reps_features(next_obs),
                          jnp.asarray(rewards, jnp.float32),
-                         1.0 - jnp.asarray(terminated, jnp.float32), gamma, epsilon)
+                         1.0 - jnp.asarray(terminated, jnp.float32), init_feats, gamma, epsilon)
+  if not bool(jnp.all(jnp.isfinite(w))):
+    # The dual diverged (the features cannot be matched on this batch): no step rather than NaNs.
+    info = _kl_info(policy, params, params, obs)
+    return params, dict(info, accepted=False)
   new = weighted_ml(params, obs, actions, w, key, apply=policy["apply"],
                     dist_name=policy["dist"]["name"], epochs=epochs)
   return new, _kl_info(policy, params, new, obs)

@@ -685,3 +685,78 @@ def test_vine_training_improves_cartpole_and_runs_on_mujoco_and_atari():
   hist = trpo.train("ALE/Pong-v5", steps=40, seed=0, log=quiet, method="vine", batch=16,
                     vine_states=2, vine_actions=2, vine_horizon=4, vine_q="uniform")[2]
   assert len(hist) >= 1 and all(np.isfinite(h["kl"]) for h in hist)
+
+
+# ----------------------------------------------------------------------------------------------
+# The Section 8 comparison methods (baselines.py, --method in trpo.train).
+# ----------------------------------------------------------------------------------------------
+
+import baselines  # noqa: E402
+
+
+def test_cem_finds_the_maximum_of_a_quadratic():
+  c = np.array([1.0, -2.0, 0.5, 3.0, 0.0])
+  search, rng = baselines.cem_init(np.zeros(5), 2.0), np.random.default_rng(0)
+  for i in range(60):
+    thetas = baselines.cem_ask(search, rng, 50)
+    search = baselines.cem_tell(search, thetas, -np.sum((thetas - c)**2, 1), 0.2,
+                                extra_std=0.1 * max(0.0, 1 - i / 30))
+  np.testing.assert_allclose(search["mean"], c, atol=1e-3)
+  with pytest.raises(ValueError, match="finite"):
+    baselines.cem_tell(search, thetas, np.full(50, np.nan))
+
+
+def test_weighted_ml_is_weighted_least_squares():
+  # A linear Gaussian policy μ = Wx + b, σ = exp(r): the weighted log-likelihood's maximiser is
+  # weighted least squares for (W, b) and the weighted residual variance for σ².
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(512, 3)).astype(np.float32)
+  a = (x @ [[1.0], [-0.5], [2.0]] + 0.3 + 0.5 * rng.normal(size=(512, 1))).astype(np.float32)
+  w = rng.uniform(0.1, 2.0, 512).astype(np.float32)
+  policy = policies.gaussian_policy(policies.linear(1), 1)
+  params = policy["init"](jax.random.PRNGKey(0), (3,))
+  fit = baselines.weighted_ml(params, jnp.asarray(x), jnp.asarray(a), jnp.asarray(w),
+                              jax.random.PRNGKey(1), apply=policy["apply"], dist_name="gaussian",
+                              epochs=1500, n_minibatches=1, lr=2e-2)
+  X = np.hstack([x, np.ones((512, 1))])
+  coef = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w[:, None] * a))
+  var = np.sum(w[:, None] * (a - X @ coef)**2) / np.sum(w)
+  mu = policy["apply"](fit, jnp.asarray(x))
+  np.testing.assert_allclose(mu["mean"], X @ coef, atol=2e-3)
+  np.testing.assert_allclose(np.exp(2 * fit["log_std"][0]), var, rtol=2e-3)
+
+
+def test_reps_weights_meet_the_kl_bound_and_match_features():
+  # At the dual's minimiser (η*, v*): KL(p ‖ uniform) = ε for p ∝ exp(δ/η) (the constraint is
+  # active), and ∂g/∂v = 0 is the discounted stationarity of the features under p:
+  # E_p[φ(s)] = (1−γ) φ̄₀ + γ E_p[(1−d) φ(s')].
+  rng = np.random.default_rng(1)
+  n, eps, gamma = 400, 0.3, 0.9
+  feats = baselines.reps_features(rng.normal(size=(n, 2)))
+  nxt = baselines.reps_features(rng.normal(size=(n, 2)))
+  init = jnp.mean(baselines.reps_features(rng.normal(size=(50, 2))), 0)
+  rewards = jnp.asarray(rng.normal(size=n) + np.asarray(feats[:, 0]), jnp.float32)
+  not_done = jnp.asarray(rng.uniform(size=n) > 0.1, jnp.float32)
+  w, eta, v = baselines.reps_weights(feats, nxt, rewards, not_done, init, gamma, eps)
+  p = np.asarray(w, np.float64) / np.sum(w)
+  assert float(eta) > 0
+  np.testing.assert_allclose(np.sum(p * np.log(n * p)), eps, rtol=1e-3)
+  lhs = p @ np.asarray(feats)
+  rhs = (1 - gamma) * np.asarray(init) + gamma * p @ (np.asarray(not_done)[:, None] * nxt)
+  np.testing.assert_allclose(lhs, rhs, atol=1e-4)
+
+
+@pytest.mark.parametrize("method, options", [
+    ("natural_gradient", {"step_size": 3.0}), ("empirical_fim", {}), ("max_kl", {"delta": 0.05}),
+    ("rwr", {}), ("reps", {"ml_epochs": 3}), ("cem", {"population": 10}), ("cma", {"population": 10})])
+def test_comparison_methods_improve_cartpole(method, options, tmp_path):
+  _, _, hist, _, _ = trpo.train("CartPole-v1", steps=12_288, seed=0, out=str(tmp_path),
+                                log=lambda s: None, method=method, batch=2048, **options)
+  returns = [h["mean_return"] for h in hist]
+  assert np.mean(returns[-2:]) > 2 * returns[0], returns
+  if method == "max_kl":   # the max-KL constraint bounds the mean KL too
+    assert all(h["kl"] <= 0.05 * (1 + 1e-4) for h in hist)
+  # The checkpoint carries the search state: resuming continues, and --eval runs.
+  trpo.train("CartPole-v1", steps=hist[-1]["steps"] + 1, out=str(tmp_path), resume=True,
+             log=lambda s: None)
+  assert np.isfinite(trpo.evaluate(str(tmp_path), episodes=1)[0])

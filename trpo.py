@@ -409,7 +409,7 @@ DEFAULTS = {
     "vine_states": 125, "vine_actions": 4, "vine_horizon": 50, "vine_q": "policy",
     # The comparison methods of Section 8 (see ALGORITHMS and baselines.py).
     "step_size": 0.1, "population": 20, "elite_frac": 0.2, "search_std": 0.5,
-    "temperature": 1.0, "reps_epsilon": 0.5, "ml_epochs": 10,
+    "temperature": 1.0, "reps_epsilon": 0.1, "ml_epochs": 10,
 }
 
 # --method: the algorithms of Figure 4. TRPO with single-path or vine sampling (Section 5); the
@@ -569,10 +569,15 @@ def _update(cfg, params, batch, policy, key, roll, obs, stats):
     import sampling
     n = batch["obs"].shape[0]
     next_obs = sampling.normalize(stats, jnp.asarray(_next_obs(roll, obs)))
+    # Initial states: the reset observations after each episode end (the batch's first states
+    # stand in when no episode ended in it).
+    after = np.concatenate([roll["obs"][1:], np.asarray(obs)[None]], 0)
+    starts = after[roll["terminated"] | roll["truncated"]]
+    init_obs = sampling.normalize(stats, jnp.asarray(starts if len(starts) else roll["obs"][0]))
     return baselines.reps_update(
         params, batch["obs"], batch["actions"], next_obs.reshape(batch["obs"].shape),
-        roll["rewards"].reshape(n), roll["terminated"].reshape(n), policy, key, cfg["gamma"],
-        cfg["reps_epsilon"], cfg["ml_epochs"])
+        roll["rewards"].reshape(n), roll["terminated"].reshape(n), init_obs, policy, key,
+        cfg["gamma"], cfg["reps_epsilon"], cfg["ml_epochs"])
   variant = {"natural_gradient": {"method": "natural_gradient", "step_size": cfg["step_size"]},
              "empirical_fim": {"fisher": "empirical"},
              "max_kl": {"constraint": "max"}}.get(method, {})

@@ -16,8 +16,29 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_commands(runs, jobs):
+  """Runs (label, argv, run_dir) commands, at most `jobs` at a time, each with its output in
+  run_dir/stdout.txt; prints one line when each starts and ends."""
+  pending, active = list(runs), []
+  while pending or active:
+    while pending and len(active) < jobs:
+      label, cmd, run_dir = pending.pop(0)
+      os.makedirs(run_dir, exist_ok=True)
+      log = open(os.path.join(run_dir, "stdout.txt"), "w")
+      active.append((label, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+      print(f"started {label}: {' '.join(cmd[1:])}", flush=True)
+    # Wait for whichever finishes first.
+    while all(proc.poll() is None for _, proc, _ in active):
+      time.sleep(0.5)
+    done = next(a for a in active if a[1].poll() is not None)
+    active.remove(done)
+    done[2].close()
+    print(f"{done[0]} finished with exit status {done[1].returncode}", flush=True)
 
 
 def main():
@@ -36,21 +57,10 @@ def main():
   name = args.name or args.env.replace("/", "_")
   runs = {s: os.path.join(ROOT, "runs", f"{name}-seed{s}") for s in args.seeds}
   if not args.summarize_only:
-    pending = list(args.seeds)
-    active = []
-    while pending or active:
-      while pending and len(active) < args.jobs:
-        s = pending.pop(0)
-        cmd = [sys.executable, os.path.join(ROOT, "trpo.py"), "--env", args.env, "--seed",
-               str(s), "--steps", str(args.steps), "--out", runs[s]] + extra
-        os.makedirs(runs[s], exist_ok=True)
-        log = open(os.path.join(runs[s], "stdout.txt"), "w")
-        active.append((s, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-        print(f"started seed {s}: {' '.join(cmd[1:])}", flush=True)
-      s, proc, log = active.pop(0)
-      code = proc.wait()
-      log.close()
-      print(f"seed {s} finished with exit status {code}", flush=True)
+    run_commands([(f"seed {s}", [sys.executable, os.path.join(ROOT, "trpo.py"), "--env",
+                                 args.env, "--seed", str(s), "--steps", str(args.steps),
+                                 "--out", runs[s]] + extra, runs[s]) for s in args.seeds],
+                 args.jobs)
   os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
   lines = [f"$ python bench/learning.py --env {args.env} --seeds "
            f"{' '.join(map(str, args.seeds))} --steps {args.steps} --name {name}"

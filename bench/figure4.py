@@ -1,0 +1,222 @@
+"""Figure 4 of the paper at this machine's scale: every Section 8 method on four tasks.
+
+  python bench/figure4.py [--tasks cartpole swimmer hopper walker] [--jobs 2] [--plot-only]
+
+Each run is `python trpo.py --env ENV --method M --seed S --steps N --out
+runs/figure4/TASK/M-seedS FLAGS` (the task's FLAGS are the same for every method, so methods
+differ only in their update). A run whose log already reaches its budget is not run again, so an
+interrupted figure continues where it stopped. Natural gradient first sweeps its fixed step size
+in factors of three on seed 0 (as the paper did) and keeps the best by final return; the other
+seeds then run with that step. Writes results/figure4.csv (task, method, seed, steps,
+mean_return: every iteration of every run), results/figure4.txt (budgets, the chosen step
+sizes, the final return per method: mean ± std over seeds of the mean over the last 10% of the
+steps, and wall time) and results/figure4.png (mean and min–max band per method per task;
+needs matplotlib, `pip install -e ".[plots]"`).
+
+Cart-pole: the paper's "linear policy with six parameters" fits a continuous force and a
+Gaussian policy (4 weights + 1 bias + 1 log σ); Gymnasium's cart-pole with a continuous force is
+the MuJoCo InvertedPendulum-v5 (a cart on a rail with a hinged pole, 4-D state, 1-D force,
++1 per step while the pole is up, 1000 steps at most). We use it with `--linear-policy`.
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from learning import ROOT, run_commands  # noqa: E402
+
+METHODS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl", "cem", "cma",
+           "rwr", "reps")
+# Per task: environment, simulator steps per run, seeds, and the flags every method shares.
+# δ = 0.01 as in the paper; hidden sizes from Table 2; batch sizes scaled down from Table 2's
+# 50K-1M steps per iteration so that each run gets 50-150 iterations.
+TASKS = {
+    "cartpole": {"env": "InvertedPendulum-v5", "steps": 50_000, "seeds": 5,
+                 "flags": ["--linear-policy", "--batch", "1000", "--num-envs", "4",
+                           "--vine-states", "25", "--population", "10"],
+                 "methods": METHODS},
+    "swimmer": {"env": "Swimmer-v5", "steps": 300_000, "seeds": 5,
+                "flags": ["--hidden", "30", "--batch", "4096", "--gamma", "0.999", "--lam",
+                          "0.99"],
+                "methods": tuple(m for m in METHODS if m != "max_kl")},
+    "hopper": {"env": "Hopper-v5", "steps": 300_000, "seeds": 3,
+               "flags": ["--hidden", "50,50", "--batch", "4096", "--gamma", "0.995"],
+               "methods": tuple(m for m in METHODS if m != "max_kl")},
+    "walker": {"env": "Walker2d-v5", "steps": 300_000, "seeds": 3,
+               "flags": ["--hidden", "50,50", "--batch", "4096", "--gamma", "0.995"],
+               "methods": tuple(m for m in METHODS if m != "max_kl")},
+}
+NG_STEPS = (0.01, 0.03, 0.09, 0.27, 0.81, 2.43)   # factors of three (Section 8)
+TAIL = 0.1                                        # "final return": the last 10% of the steps
+
+
+def _run_dir(task, method, seed, tag=""):
+  return os.path.join(ROOT, "runs", "figure4", task, f"{method}{tag}-seed{seed}")
+
+
+def _log(run_dir):
+  path = os.path.join(run_dir, "log.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(l) for l in f if l.strip()]
+
+
+def _done(run_dir, steps):
+  log = _log(run_dir)
+  return bool(log) and log[-1]["steps"] >= steps
+
+
+def _command(task, method, seed, run_dir, extra=()):
+  t = TASKS[task]
+  return (f"{task} {method} seed {seed}",
+          [sys.executable, os.path.join(ROOT, "trpo.py"), "--env", t["env"], "--method",
+           method, "--seed", str(seed), "--steps", str(t["steps"]), "--out", run_dir]
+          + t["flags"] + list(extra), run_dir)
+
+
+def _final(run_dir, steps):
+  """Mean of the iterations' mean returns over the last TAIL of the step budget."""
+  log = [r for r in _log(run_dir) if r["mean_return"] is not None]
+  tail = [r["mean_return"] for r in log if r["steps"] >= (1 - TAIL) * steps]
+  return float(np.mean(tail)) if tail else float("nan")
+
+
+def _curve(run_dir, grid):
+  """The run's mean return at each grid step: the last iteration at or before it (nan before
+  the first iteration that reported a return)."""
+  log = [r for r in _log(run_dir) if r["mean_return"] is not None]
+  steps = np.array([r["steps"] for r in log])
+  rets = np.array([r["mean_return"] for r in log])
+  idx = np.searchsorted(steps, grid, side="right") - 1
+  return np.where(idx >= 0, rets[np.maximum(idx, 0)], np.nan) if len(log) else grid * np.nan
+
+
+def _best_ng_step(task):
+  finals = {s: _final(_run_dir(task, "natural_gradient", 0, f"-step{s}"), TASKS[task]["steps"])
+            for s in NG_STEPS}
+  ok = {s: f for s, f in finals.items() if np.isfinite(f)}
+  return (max(ok, key=ok.get) if ok else None), finals
+
+
+def run_task(task, jobs):
+  t = TASKS[task]
+  sweep = [_command(task, "natural_gradient", 0, _run_dir(task, "natural_gradient", 0,
+                                                           f"-step{s}"), ["--step-size", str(s)])
+           for s in NG_STEPS]
+  run_commands([c for c in sweep if not _done(c[2], t["steps"])], jobs)
+  best, _ = _best_ng_step(task)
+  todo = []
+  for method in t["methods"]:
+    for seed in range(t["seeds"]):
+      if method == "natural_gradient":
+        extra = ["--step-size", str(best)]
+        run_dir = _run_dir(task, method, seed, f"-step{best}")
+      else:
+        extra, run_dir = [], _run_dir(task, method, seed)
+      if not _done(run_dir, t["steps"]):
+        todo.append(_command(task, method, seed, run_dir, extra))
+  run_commands(todo, jobs)
+
+
+def _method_dirs(task, method):
+  t = TASKS[task]
+  tag = ""
+  if method == "natural_gradient":
+    best, _ = _best_ng_step(task)
+    if best is None:
+      return []
+    tag = f"-step{best}"
+  return [d for d in (_run_dir(task, method, s, tag) for s in range(t["seeds"])) if _log(d)]
+
+
+def summarize(tasks, wall):
+  os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
+  lines = ["$ python bench/figure4.py --tasks " + " ".join(tasks),
+           f"final return = mean over the last {TAIL:.0%} of each run's steps of the iterations' "
+           "mean returns; mean ± std over seeds (runs complete / planned)"]
+  with open(os.path.join(ROOT, "results", "figure4.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["task", "method", "seed", "steps", "mean_return"])
+    for task in TASKS:
+      for method in TASKS[task]["methods"]:
+        for d in _method_dirs(task, method):
+          seed = d.rsplit("seed", 1)[1]
+          for r in _log(d):
+            w.writerow([task, method, seed, r["steps"], r["mean_return"]])
+  for task in tasks:
+    t = TASKS[task]
+    best, finals = _best_ng_step(task)
+    lines.append(f"\n{task}: {t['env']}, {t['steps']:,} steps per run, {t['seeds']} seeds, "
+                 f"flags: {' '.join(t['flags'])}")
+    lines.append("  natural gradient sweep (seed 0), final return by step size: "
+                 + ", ".join(f"{s}: {v:.1f}" for s, v in finals.items()) + f"; best {best}")
+    for method in t["methods"]:
+      dirs = _method_dirs(task, method)
+      done = [d for d in dirs if _done(d, t["steps"])]
+      fin = [_final(d, t["steps"]) for d in done]
+      secs = [_log(d)[-1]["seconds"] for d in done]
+      text = (f"{np.mean(fin):9.1f} ± {np.std(fin):7.1f}" if fin else "        -          ")
+      lines.append(f"  {method:17s} {text}   ({len(done)}/{t['seeds']} runs; learner time "
+                   f"{np.mean(secs) if secs else float('nan'):.0f} s per run)")
+  if wall is not None:
+    lines.append(f"\nwall time of this invocation: {wall / 60:.1f} min on 2 cores")
+  text = "\n".join(lines)
+  with open(os.path.join(ROOT, "results", "figure4.txt"), "w") as f:
+    f.write(text + "\n")
+  print(text)
+  _plot(tasks)
+
+
+def _plot(tasks):
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    print("matplotlib is not installed (pip install -e '.[plots]'): results/figure4.png skipped")
+    return
+  fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+  for ax, task in zip(axes[0], tasks):
+    t = TASKS[task]
+    grid = np.linspace(0, t["steps"], 101)[1:]
+    for method in t["methods"]:
+      dirs = _method_dirs(task, method)
+      if not dirs:
+        continue
+      curves = np.array([_curve(d, grid) for d in dirs])
+      with np.errstate(all="ignore"):
+        mean = np.nanmean(curves, 0)
+      ax.plot(grid, mean, label=f"{method} ({len(dirs)})", lw=1.3)
+      ax.fill_between(grid, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=0.12)
+    ax.set_title(f"{task} ({t['env']})", fontsize=9)
+    ax.set_xlabel("simulator steps")
+    ax.set_ylabel("mean episode return")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+  axes[0][-1].legend(fontsize=7, loc="best")
+  fig.tight_layout()
+  fig.savefig(os.path.join(ROOT, "results", "figure4.png"), dpi=110)
+  print("wrote results/figure4.png")
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+  ap.add_argument("--jobs", type=int, default=2)
+  ap.add_argument("--plot-only", action="store_true", help="summarise the existing runs")
+  args = ap.parse_args()
+  t0 = time.time()
+  if not args.plot_only:
+    for task in args.tasks:
+      run_task(task, args.jobs)
+  summarize(args.tasks, None if args.plot_only else time.time() - t0)
+
+
+if __name__ == "__main__":
+  main()
