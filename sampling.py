@@ -262,8 +262,41 @@ def branch_returns(env, snapshot, first_actions, policy, params, stats, noise, h
   return q, steps
 
 
+_WORKER = {}   # a branch worker process's own environment and policy (see `branch_pool`)
+
+
+def _branch_worker_init(env_id, seed, hidden, linear_policy, log_std_init):
+  env, _ = envs_lib.make_single(env_id, seed)
+  _WORKER["env"] = env
+  _WORKER["policy"] = envs_lib.policy_for(env.observation_space, env.action_space, hidden,
+                                          linear_policy, log_std_init)
+
+
+def _branch_worker(task):
+  snapshot, first_actions, params, stats, noise, horizon, gamma = task
+  return branch_returns(_WORKER["env"], snapshot, first_actions, _WORKER["policy"], params,
+                        stats, noise, horizon, gamma)
+
+
+def branch_pool(env_id, seed, workers, hidden=(64, 64), linear_policy=False, log_std_init=0.0):
+  """A process pool that runs vine branches (`branch_returns`) on `workers` cores.
+
+  Each worker builds its own environment (`envs.make_single(env_id, seed)`) and policy functions
+  (`envs.policy_for`, same architecture as the learner's) once; each task then carries a
+  snapshot, the K first actions, the parameters and the common random numbers, so a branch
+  computed in a worker equals the one computed in-process. Processes start by forkserver, since
+  JAX is multithreaded. Pass it to `vine(..., pool=)`; shut it down with `pool.shutdown()`.
+  """
+  import concurrent.futures
+  import multiprocessing
+  return concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=multiprocessing.get_context("forkserver"),
+      initializer=_branch_worker_init,
+      initargs=(env_id, seed, tuple(hidden), linear_policy, log_std_init))
+
+
 def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon, gamma,
-         trunk_steps, q="policy"):
+         trunk_steps, q="policy", pool=None):
   """One vine batch (Section 5.2, Figure 1 right).
 
   Trunk: π_θ runs `trunk_steps` steps in the single environment `env` (episodes continue
@@ -272,7 +305,8 @@ def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon
   `envs.get_state`. Actions: K = `n_actions` per state drawn from q: "policy" (q = π_old, the
   paper's choice for continuous control), "uniform" (discrete; the paper's choice on Atari), or
   "all" (every discrete action once: the all-actions estimator of Eq. (15), K = |A|). Branches:
-  `branch_returns` from each saved state with common random numbers, Q̂ over `horizon` steps.
+  `branch_returns` from each saved state with common random numbers, Q̂ over `horizon` steps,
+  in the worker processes of `pool` (from `branch_pool`) when given, else in this process.
 
   Returns (batch, trunk, episodes, simulator steps): batch = {"obs" [N, ...], "actions"
   [N, K, ...], "q" [N, K], "logp_q" [N, K] unless q == "all"} for `trpo.step`; episodes lists
@@ -318,12 +352,18 @@ def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon
       logp_q = np.full((n, n_actions), -np.log(space.n), np.float32)
   else:
     raise ValueError(f"q must be 'policy', 'uniform' or 'all', got {q!r}")
-  q_hat, sim_steps = np.zeros(actions.shape[:2]), trunk_steps
-  for i, key_i in enumerate(jax.random.split(k_branch, n)):
-    crn = rollout_noise(policy, params, states[i:i + 1], key_i, horizon)
-    q_hat[i], used = branch_returns(env, snapshots[i], actions[i], policy, params, stats, crn,
-                                    horizon, gamma)
-    sim_steps += used
+  crns = [rollout_noise(policy, params, states[i:i + 1], key_i, horizon)
+          for i, key_i in enumerate(jax.random.split(k_branch, n))]
+  if pool is None:
+    results = [branch_returns(env, snapshots[i], actions[i], policy, params, stats, crns[i],
+                              horizon, gamma) for i in range(n)]
+  else:
+    host = jax.tree_util.tree_map(np.asarray, (params, stats))
+    tasks = [(snapshots[i], actions[i], host[0], host[1], crns[i], horizon, gamma)
+             for i in range(n)]
+    results = list(pool.map(_branch_worker, tasks, chunksize=max(1, n // 16)))
+  q_hat = np.array([qi for qi, _ in results])
+  sim_steps = trunk_steps + sum(used for _, used in results)
   envs_lib.set_state(env, end)           # the trunk carries on from where it stopped
   batch = {"obs": states, "actions": actions, "q": q_hat.astype(np.float32)}
   if logp_q is not None:

@@ -654,6 +654,30 @@ def test_branch_returns_use_common_random_numbers_and_replay():
   assert abs(total - q[1]) < 1e-9 * max(1.0, abs(total))
 
 
+def test_branches_in_worker_processes_equal_in_process_branches():
+  # The worker rebuilds env and policy from the id and architecture; snapshots, parameters and
+  # the common random numbers travel by pickle, so the batch must be identical.
+  env, obs = envs.make_single("CartPole-v1", 0)
+  policy = envs.policy_for(env.observation_space, env.action_space, hidden=(8,))
+  params = _params(policy, env.observation_space.shape, 5)
+  kw = dict(n_states=6, n_actions=2, horizon=10, gamma=0.9, trunk_steps=40, q="all")
+  trunk = {"obs": obs, "ret": 0.0, "len": 0}
+  snap = envs.get_state(env)
+  serial = sampling.vine(env, trunk, policy, params, None, jax.random.PRNGKey(3), **kw)[0]
+  envs.set_state(env, snap)
+  pool = sampling.branch_pool("CartPole-v1", 0, 2, hidden=(8,))
+  try:
+    pooled = sampling.vine(env, trunk, policy, params, None, jax.random.PRNGKey(3), pool=pool,
+                           **kw)[0]
+  finally:
+    pool.shutdown()
+    env.close()
+  assert serial.keys() == pooled.keys()
+  for k in serial:
+    np.testing.assert_array_equal(serial[k], pooled[k])
+  assert np.ptp(serial["q"]) > 0
+
+
 def test_step_consumes_vine_batches():
   policy = CAT_MLP
   params = _params(policy, OBS, 25)

@@ -407,6 +407,7 @@ DEFAULTS = {
     "vectorization": "auto", "log_std_init": 0.0,
     # Vine (Section 5.2; Table 2 uses N·K = 500 Q-values, K = 4, rollouts of 50 on Swimmer).
     "vine_states": 125, "vine_actions": 4, "vine_horizon": 50, "vine_q": "policy",
+    "vine_workers": 1,
     # The comparison methods of Section 8 (see ALGORITHMS and baselines.py).
     "step_size": 0.1, "population": 20, "elite_frac": 0.2, "search_std": 0.5,
     "temperature": 1.0, "reps_epsilon": 0.1, "ml_epochs": 10,
@@ -444,6 +445,7 @@ def validate_config(cfg):
       ("vine_actions", cfg["vine_actions"] >= 1, "an integer >= 1"),
       ("vine_horizon", cfg["vine_horizon"] >= 1, "an integer >= 1"),
       ("vine_q", cfg["vine_q"] in ("policy", "uniform", "all"), "'policy', 'uniform' or 'all'"),
+      ("vine_workers", cfg["vine_workers"] >= 1, "an integer >= 1"),
       ("hidden", all(int(h) >= 1 for h in cfg["hidden"]), "positive layer sizes"),
       ("vf_epochs", cfg["vf_epochs"] >= 1, "an integer >= 1"),
       ("vf_lr", 0 < cfg["vf_lr"] < math.inf, "a number > 0"),
@@ -624,13 +626,13 @@ def _single_path_iter(cfg, venv, obs, policy, v_apply, params, vparams, stats, k
   return params, vparams, stats, info, episodes, n, obs, last_return, vf_loss
 
 
-def _vine_iter(cfg, env, trunk, policy, params, stats, k_roll, k_step, last_return):
+def _vine_iter(cfg, env, trunk, policy, params, stats, k_roll, k_step, last_return, pool):
   """One vine iteration of `train` (Section 5.2): trunk, rollout set, branches, step."""
   import sampling
   vb, trunk, episodes, n = sampling.vine(
       env, trunk, policy, params, stats, k_roll, n_states=cfg["vine_states"],
       n_actions=cfg["vine_actions"], horizon=cfg["vine_horizon"], gamma=cfg["gamma"],
-      trunk_steps=cfg["batch"], q=cfg["vine_q"])
+      trunk_steps=cfg["batch"], q=cfg["vine_q"], pool=pool)
   # A common shift of Q̂ leaves both vine estimators' gradients unchanged (their weights sum to
   # one) and the step length is set by δ: standardising only keeps the numbers tame.
   vb["q"] = (vb["q"] - vb["q"].mean()) / (vb["q"].std() + 1e-8)
@@ -729,7 +731,11 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
   T = max(1, cfg["batch"] // cfg["num_envs"])
   trunk = {"obs": obs, "ret": 0.0, "len": 0}      # the vine trunk's running episode
   history, last_return = [], None
+  pool = None
   try:
+    if cfg["method"] == "vine" and cfg["vine_workers"] > 1:
+      pool = sampling.branch_pool(cfg["env"], cfg["seed"], cfg["vine_workers"], cfg["hidden"],
+                                  cfg["linear_policy"], cfg["log_std_init"])
     while state["steps"] < cfg["steps"]:
       t0 = time.perf_counter()
       key, k_roll, k_step, k_vf = jax.random.split(state["key"], 4)
@@ -741,7 +747,7 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
         vf_loss = math.nan
       elif cfg["method"] == "vine":
         params, stats, info, episodes, n, trunk, last_return = _vine_iter(
-            cfg, venv, trunk, policy, params, stats, k_roll, k_step, last_return)
+            cfg, venv, trunk, policy, params, stats, k_roll, k_step, last_return, pool)
         vf_loss = math.nan
       else:
         params, vparams, stats, info, episodes, n, obs, last_return, vf_loss = _single_path_iter(
@@ -773,6 +779,8 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
           f"{record['steps_per_second']:7.0f} steps/s")
   finally:
     venv.close()
+    if pool is not None:
+      pool.shutdown()
   return policy, state["params"], history, cfg, state
 
 
@@ -836,6 +844,7 @@ _FLAGS = [   # (option, type or choices, help) for the command line
     ("vine_actions", int, "vine: K, actions (branches) per state"),
     ("vine_horizon", int, "vine: T, length of each branch rollout"),
     ("vine_q", ("policy", "uniform", "all"), "vine: q (all: every discrete action, Eq. (15))"),
+    ("vine_workers", int, "vine: processes for the branch rollouts (1: in this process)"),
     ("step_size", float, "natural_gradient: the fixed step 1/λ along A⁻¹g"),
     ("population", int, "cem, cma: candidates per iteration (one episode each)"),
     ("elite_frac", float, "cem: fraction of candidates refitted to"),
