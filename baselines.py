@@ -171,17 +171,17 @@ def _kl_info(policy, old_params, new_params, obs):
   return {"kl": kl, "actual_improve": jnp.nan, "backtracks": 0, "accepted": True}
 
 
-def rwr_update(params, obs, actions, adv, policy, key, temperature=1.0, epochs=10):
+def rwr_update(params, obs, actions, adv, policy, key, temperature=1.0, epochs=10, lr=1e-2):
   """One RWR iteration: weights from advantages, then the weighted maximum-likelihood fit.
   Returns (params, info) like `trpo.step`."""
   w = rwr_weights(adv, temperature)
   new = weighted_ml(params, obs, actions, w, key, apply=policy["apply"],
-                    dist_name=policy["dist"]["name"], epochs=epochs)
+                    dist_name=policy["dist"]["name"], epochs=epochs, lr=lr)
   return new, _kl_info(policy, params, new, obs)
 
 
 def reps_update(params, obs, actions, next_obs, rewards, terminated, init_obs, policy, key,
-                gamma, epsilon=0.1, epochs=10):
+                gamma, epsilon=0.1, epochs=10, lr=1e-2):
   """One REPS iteration on single-path samples: dual → weights → weighted maximum likelihood.
 
   obs, next_obs [N, d] (normalised as the policy sees them), rewards [N], terminated [N],
@@ -196,7 +196,7 @@ def reps_update(params, obs, actions, next_obs, rewards, terminated, init_obs, p
     info = _kl_info(policy, params, params, obs)
     return params, dict(info, accepted=False)
   new = weighted_ml(params, obs, actions, w, key, apply=policy["apply"],
-                    dist_name=policy["dist"]["name"], epochs=epochs)
+                    dist_name=policy["dist"]["name"], epochs=epochs, lr=lr)
   return new, _kl_info(policy, params, new, obs)
 
 

@@ -410,7 +410,7 @@ DEFAULTS = {
     "vine_workers": 1,
     # The comparison methods of Section 8 (see ALGORITHMS and baselines.py).
     "step_size": 0.1, "population": 20, "elite_frac": 0.2, "search_std": 0.5,
-    "temperature": 1.0, "reps_epsilon": 0.1, "ml_epochs": 10,
+    "temperature": 1.0, "reps_epsilon": 0.1, "ml_epochs": 10, "ml_lr": 1e-2,
 }
 
 # --method: the algorithms of Figure 4. TRPO with single-path or vine sampling (Section 5); the
@@ -459,6 +459,7 @@ def validate_config(cfg):
       ("temperature", 0 < cfg["temperature"] < math.inf, "a number > 0"),
       ("reps_epsilon", 0 < cfg["reps_epsilon"] < math.inf, "a number > 0"),
       ("ml_epochs", cfg["ml_epochs"] >= 1, "an integer >= 1"),
+      ("ml_lr", 0 < cfg["ml_lr"] < math.inf, "a number > 0"),
   ]
   for name, ok, allowed in checks:
     if not ok:
@@ -566,7 +567,7 @@ def _update(cfg, params, batch, policy, key, roll, obs, stats):
   method = cfg["method"]
   if method == "rwr":
     return baselines.rwr_update(params, batch["obs"], batch["actions"], batch["adv"], policy,
-                                key, cfg["temperature"], cfg["ml_epochs"])
+                                key, cfg["temperature"], cfg["ml_epochs"], cfg["ml_lr"])
   if method == "reps":
     import sampling
     n = batch["obs"].shape[0]
@@ -579,7 +580,7 @@ def _update(cfg, params, batch, policy, key, roll, obs, stats):
     return baselines.reps_update(
         params, batch["obs"], batch["actions"], next_obs.reshape(batch["obs"].shape),
         roll["rewards"].reshape(n), roll["terminated"].reshape(n), init_obs, policy, key,
-        cfg["gamma"], cfg["reps_epsilon"], cfg["ml_epochs"])
+        cfg["gamma"], cfg["reps_epsilon"], cfg["ml_epochs"], cfg["ml_lr"])
   variant = {"natural_gradient": {"method": "natural_gradient", "step_size": cfg["step_size"]},
              "empirical_fim": {"fisher": "empirical"},
              "max_kl": {"constraint": "max"}}.get(method, {})
@@ -852,6 +853,7 @@ _FLAGS = [   # (option, type or choices, help) for the command line
     ("temperature", float, "rwr: τ in the weights exp(Â/τ) (Â standardised)"),
     ("reps_epsilon", float, "reps: the KL bound ε"),
     ("ml_epochs", int, "rwr, reps: Adam epochs of the weighted maximum-likelihood fit"),
+    ("ml_lr", float, "rwr, reps: Adam learning rate of that fit"),
 ]
 
 

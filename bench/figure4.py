@@ -39,7 +39,7 @@ METHODS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl",
 TASKS = {
     "cartpole": {"env": "InvertedPendulum-v5", "steps": 50_000, "seeds": 5,
                  "flags": ["--linear-policy", "--batch", "1000", "--num-envs", "4",
-                           "--vine-states", "25", "--population", "10"],
+                           "--vine-states", "25"],
                  "methods": METHODS},
     "swimmer": {"env": "Swimmer-v5", "steps": 300_000, "seeds": 5,
                 "flags": ["--hidden", "30", "--batch", "4096", "--gamma", "0.999", "--lam",
@@ -52,7 +52,8 @@ TASKS = {
                "flags": ["--hidden", "50,50", "--batch", "4096", "--gamma", "0.995"],
                "methods": tuple(m for m in METHODS if m != "max_kl")},
 }
-NG_STEPS = (0.01, 0.03, 0.09, 0.27, 0.81, 2.43)   # factors of three (Section 8)
+NG_STEPS = tuple(round(0.01 * 3**k, 6) for k in range(-2, 8))   # 0.0011 ... 21.87: factors of 3
+NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 and extends outwards
 TAIL = 0.1                                        # "final return": the last 10% of the steps
 
 
@@ -99,19 +100,36 @@ def _curve(run_dir, grid):
 
 
 def _best_ng_step(task):
+  """(best step size, {step size: final return}) over the sweep runs that exist."""
   finals = {s: _final(_run_dir(task, "natural_gradient", 0, f"-step{s}"), TASKS[task]["steps"])
             for s in NG_STEPS}
   ok = {s: f for s, f in finals.items() if np.isfinite(f)}
-  return (max(ok, key=ok.get) if ok else None), finals
+  return (max(ok, key=ok.get) if ok else None), ok
+
+
+def _ng_sweep(task, jobs):
+  """The natural-gradient step sweep on seed 0: NG_STEPS[NG_FIRST], then one more factor of 3
+  beyond whichever end holds the best, until the best is inside the swept range (or the table
+  ends)."""
+  lo, hi = NG_FIRST
+  while True:
+    cmds = [_command(task, "natural_gradient", 0,
+                     _run_dir(task, "natural_gradient", 0, f"-step{s}"), ["--step-size", str(s)])
+            for s in NG_STEPS[lo:hi]]
+    run_commands([c for c in cmds if not _done(c[2], TASKS[task]["steps"])], jobs)
+    best, finals = _best_ng_step(task)
+    swept = [s for s in NG_STEPS[lo:hi] if s in finals]
+    if best == swept[-1] and hi < len(NG_STEPS):
+      hi += 1
+    elif best == swept[0] and lo > 0:
+      lo -= 1
+    else:
+      return best
 
 
 def run_task(task, jobs):
   t = TASKS[task]
-  sweep = [_command(task, "natural_gradient", 0, _run_dir(task, "natural_gradient", 0,
-                                                           f"-step{s}"), ["--step-size", str(s)])
-           for s in NG_STEPS]
-  run_commands([c for c in sweep if not _done(c[2], t["steps"])], jobs)
-  best, _ = _best_ng_step(task)
+  best = _ng_sweep(task, jobs)
   todo = []
   for method in t["methods"]:
     for seed in range(t["seeds"]):
