@@ -21,7 +21,6 @@ the MuJoCo InvertedPendulum-v5 (a cart on a rail with a hinged pole, 4-D state, 
 
 import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from learning import ROOT, run_commands  # noqa: E402
+from learning import ROOT, read_log as _log, run_commands  # noqa: E402
 
 METHODS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl", "cem", "cma",
            "rwr", "reps")
@@ -60,13 +59,6 @@ TAIL = 0.1                                        # "final return": the last 10%
 def _run_dir(task, method, seed, tag=""):
   return os.path.join(ROOT, "runs", "figure4", task, f"{method}{tag}-seed{seed}")
 
-
-def _log(run_dir):
-  path = os.path.join(run_dir, "log.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(l) for l in f if l.strip()]
 
 
 def _done(run_dir, steps):

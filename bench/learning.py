@@ -21,6 +21,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def read_log(run_dir):
+  """The iterations of run_dir/log.jsonl as dicts ([] if there is no log yet)."""
+  path = os.path.join(run_dir, "log.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(l) for l in f if l.strip()]
+
+
 def run_commands(runs, jobs):
   """Runs (label, argv, run_dir) commands, at most `jobs` at a time, each with its output in
   run_dir/stdout.txt; prints one line when each starts and ends."""
@@ -71,7 +80,7 @@ def main():
     w = csv.writer(f)
     w.writerow(["seed", "iteration", "steps", "mean_return", "kl", "seconds"])
     for s in args.seeds:
-      hist = [json.loads(l) for l in open(os.path.join(runs[s], "log.jsonl")) if l.strip()]
+      hist = read_log(runs[s])
       for h in hist:
         w.writerow([s, h["iteration"], h["steps"], h["mean_return"], h["kl"], h["seconds"]])
       rets = [h["mean_return"] for h in hist[-10:] if h["mean_return"] is not None]

@@ -1,0 +1,87 @@
+"""Table 1 of the paper at this machine's scale: one Atari game, single path and vine TRPO.
+
+  python bench/table1.py --game Pong [--steps 2000000] [--methods single_path vine] [--jobs 1]
+
+The paper's protocol (Section 8.2, Table 3): Mnih et al. (2013) preprocessing (envs.py), the CNN
+of Figure 3 (policies.atari_cnn), δ = 0.01, γ = 0.99; vine with q = uniform over the actions.
+What is scaled down: the paper takes 500 iterations of 100K (single path) or 400K (vine) steps;
+here an iteration is 2,048 steps (single path: 8 environments × 256; vine: a 2,048-step trunk,
+N = 64 states × K = 4 uniform actions × T = 50 steps of branches), and single path uses GAE(λ =
+0.95) with a small value function (sampling.value_net) instead of the paper's discounted returns,
+because with the paper's estimator 1M steps did not improve Pong at all (results/ALE_Pong-v5.txt).
+
+Each method runs as `python trpo.py --env ALE/GAME-v5 --method M --steps N --out
+runs/table1/GAME-M FLAGS` (skipped if its log already reaches N; `--resume` semantics are the
+training program's own). Then results/table1-GAME.txt gets: the commands, each run's score (the
+mean training-episode return over the last 10% of its steps, as the paper's learning curves),
+the paper's row and the random-play score, steps per second, and how long the paper's full
+protocol (500 iterations) would take at that speed.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from learning import ROOT, read_log as _log, run_commands  # noqa: E402
+
+# Table 1 of the paper (ICML text): random play, single path, vine.
+PAPER = {"BeamRider": (354, 1425.2, 859.5), "Breakout": (1.2, 10.8, 34.2),
+         "Enduro": (0, 534.6, 430.8), "Pong": (-20.4, 20.9, 20.9),
+         "Qbert": (157, 1973.5, 7732.5), "Seaquest": (110, 1908.6, 788.4),
+         "SpaceInvaders": (179, 568.4, 450.2)}
+FLAGS = {"single_path": ["--delta", "0.01", "--batch", "2048", "--lam", "0.95"],
+         "vine": ["--delta", "0.01", "--batch", "2048", "--vine-q", "uniform", "--vine-states",
+                  "64", "--vine-actions", "4", "--vine-horizon", "50", "--vine-workers", "2"]}
+FULL_STEPS = {"single_path": 500 * 100_000, "vine": 500 * 400_000}   # Table 3
+
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--game", required=True, choices=sorted(PAPER))
+  ap.add_argument("--steps", type=int, default=2_000_000)
+  ap.add_argument("--methods", nargs="+", choices=list(FLAGS), default=list(FLAGS))
+  ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument("--jobs", type=int, default=1)
+  ap.add_argument("--summarize-only", action="store_true")
+  args = ap.parse_args()
+  env = f"ALE/{args.game}-v5"
+  runs = {m: os.path.join(ROOT, "runs", "table1", f"{args.game}-{m}") for m in args.methods}
+  cmds = {m: [sys.executable, os.path.join(ROOT, "trpo.py"), "--env", env, "--method", m,
+              "--seed", str(args.seed), "--steps", str(args.steps), "--out", runs[m]] + FLAGS[m]
+          for m in args.methods}
+  if not args.summarize_only:
+    todo = [(m, cmds[m], runs[m]) for m in args.methods
+            if not (_log(runs[m]) and _log(runs[m])[-1]["steps"] >= args.steps)]
+    run_commands(todo, args.jobs)
+  random, *paper = PAPER[args.game]
+  lines = [f"$ python bench/table1.py --game {args.game} --steps {args.steps} --methods "
+           + " ".join(args.methods),
+           f"{env}: random play {random}; paper (500 iterations): single path {paper[0]}, "
+           f"vine {paper[1]}"]
+  for m in args.methods:
+    log = [r for r in _log(runs[m]) if r["mean_return"] is not None]
+    lines.append(f"  {m}: $ {' '.join(['python'] + cmds[m][1:]).replace(ROOT + '/', '')}")
+    if not log:
+      lines.append("    not run")
+      continue
+    steps = log[-1]["steps"]
+    tail = [r["mean_return"] for r in log if r["steps"] >= 0.9 * steps]
+    head = [r["mean_return"] for r in log if r["steps"] <= 0.1 * steps]
+    rate = steps / log[-1]["seconds"]
+    lines.append(f"    {steps:,} steps, {len(log)} iterations: score {np.mean(tail):.1f} (last 10% "
+                 f"of steps; first 10%: {np.mean(head):.1f}); learner {rate:.0f} steps/s, so the "
+                 f"paper's {FULL_STEPS[m] / 1e6:.0f}M steps would take "
+                 f"{FULL_STEPS[m] / rate / 3600:.0f} h here")
+  text = "\n".join(lines)
+  os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
+  with open(os.path.join(ROOT, "results", f"table1-{args.game}.txt"), "w") as f:
+    f.write(text + "\n")
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
