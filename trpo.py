@@ -668,14 +668,17 @@ def _search_iter(cfg, env, policy, search, unravel, stats, iteration, steps_done
 
 def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
           resume=False, log=print, **options):
-  """Trains a policy with TRPO; returns (policy, params, history).
+  """Trains a policy with TRPO or a Section 8 comparison method; returns (policy, params,
+  history, config, state).
 
-  Each iteration: sample `batch` environment steps with π_θold (single path, Section 5.1);
+  Each single-path iteration: sample `batch` environment steps with π_θold (Section 5.1);
   estimate advantages (GAE(λ) with a learned value function, or the paper's discounted returns
-  with `estimator="mc"`); standardise them; take one `step`; refit the value function. With
-  `out`, writes DIR/log.jsonl (one JSON object per iteration) and DIR/checkpoint.npz (atomically,
-  every iteration); `resume=True` continues from that checkpoint. `log` receives one line per
-  iteration. Options are the keys of DEFAULTS.
+  with `estimator="mc"`); standardise them; take one `step`; refit the value function.
+  `method="vine"` samples by the vine method instead (Section 5.2); the other ALGORITHMS change
+  the update (see the comment above ALGORITHMS). With `out`, writes DIR/log.jsonl (one JSON
+  object per iteration) and DIR/checkpoint.npz (atomically, every iteration); `resume=True`
+  continues from that checkpoint. `log` receives one line per iteration. Options are the keys
+  of DEFAULTS.
   """
   import json
   import os

@@ -52,7 +52,7 @@ TASKS = {
                "methods": tuple(m for m in METHODS if m != "max_kl")},
 }
 NG_STEPS = tuple(round(0.01 * 3**k, 6) for k in range(-2, 8))   # 0.0011 ... 21.87: factors of 3
-NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 and extends outwards
+NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 (see _ng_sweep)
 TAIL = 0.1                                        # "final return": the last 10% of the steps
 
 
@@ -100,9 +100,9 @@ def _best_ng_step(task):
 
 
 def _ng_sweep(task, jobs):
-  """The natural-gradient step sweep on seed 0: NG_STEPS[NG_FIRST], then one more factor of 3
-  beyond whichever end holds the best, until the best is inside the swept range (or the table
-  ends)."""
+  """The natural-gradient step sweep on seed 0: NG_STEPS[NG_FIRST], then the neighbours (a
+  factor of 3 either side) of the best so far until both have been run, so that the best is a
+  local maximum over the factors of three (or at the end of NG_STEPS)."""
   lo, hi = NG_FIRST
   while True:
     cmds = [_command(task, "natural_gradient", 0,
@@ -110,13 +110,11 @@ def _ng_sweep(task, jobs):
             for s in NG_STEPS[lo:hi]]
     run_commands([c for c in cmds if not _done(c[2], TASKS[task]["steps"])], jobs)
     best, finals = _best_ng_step(task)
-    swept = [s for s in NG_STEPS[lo:hi] if s in finals]
-    if best == swept[-1] and hi < len(NG_STEPS):
-      hi += 1
-    elif best == swept[0] and lo > 0:
-      lo -= 1
-    else:
+    i = NG_STEPS.index(best)
+    nlo, nhi = max(0, i - 1), min(len(NG_STEPS), i + 2)
+    if all(s in finals for s in NG_STEPS[nlo:nhi]):
       return best
+    lo, hi = min(lo, nlo), max(hi, nhi)
 
 
 def run_task(task, jobs):
