@@ -254,13 +254,16 @@ def linear(out_dim=1):
 
 
 def _frames_to_nhwc():
-  """uint8 frames [B, C, H, W] (Gymnasium's frame stack puts the stack first) → float NHWC in [0, 1]."""
+  """Frames [B, C, H, W] (Gymnasium's frame stack puts the stack first) → float NHWC: uint8
+  frames scaled to [0, 1]; float frames (already normalised per pixel by the caller, e.g.
+  `sampling.normalize` with --normalize-obs) passed through unscaled."""
   def init(key, input_shape):
     b, c, h, w = input_shape
     return (b, h, w, c), ()
 
   def apply(params, x, **kwargs):
-    return jnp.transpose(x, (0, 2, 3, 1)).astype(jnp.float32) / 255.0
+    x = jnp.transpose(x, (0, 2, 3, 1))
+    return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
   return init, apply
 
 
