@@ -8,7 +8,10 @@ What is scaled down: the paper takes 500 iterations of 100K (single path) or 400
 here an iteration is 2,048 steps (single path: 8 environments × 256; vine: a 2,048-step trunk,
 N = 64 states × K = 4 uniform actions × T = 50 steps of branches), and single path uses GAE(λ =
 0.95) with a small value function (sampling.value_net) instead of the paper's discounted returns,
-because with the paper's estimator 1M steps did not improve Pong at all (results/ALE_Pong-v5.txt).
+because with the paper's estimator 1M steps did not improve Pong at all (results/ALE_Pong-v5.txt);
+and frames are normalised per pixel by running statistics (--normalize-obs), because with frames
+in [0, 1] the CNN's features hardly vary between states and the policy learned only action
+frequencies (results/ALE_Pong-v5-gae-raw-frames.txt).
 
 Each method runs as `python trpo.py --env ALE/GAME-v5 --method M --steps N --out
 runs/table1/GAME-M FLAGS` (skipped if its log already reaches N; `--resume` semantics are the
@@ -32,9 +35,10 @@ PAPER = {"BeamRider": (354, 1425.2, 859.5), "Breakout": (1.2, 10.8, 34.2),
          "Enduro": (0, 534.6, 430.8), "Pong": (-20.4, 20.9, 20.9),
          "Qbert": (157, 1973.5, 7732.5), "Seaquest": (110, 1908.6, 788.4),
          "SpaceInvaders": (179, 568.4, 450.2)}
-FLAGS = {"single_path": ["--delta", "0.01", "--batch", "2048", "--lam", "0.95"],
-         "vine": ["--delta", "0.01", "--batch", "2048", "--vine-q", "uniform", "--vine-states",
-                  "64", "--vine-actions", "4", "--vine-horizon", "50", "--vine-workers", "2"]}
+FLAGS = {"single_path": ["--delta", "0.01", "--batch", "2048", "--lam", "0.95", "--normalize-obs"],
+         "vine": ["--delta", "0.01", "--batch", "2048", "--normalize-obs", "--vine-q", "uniform",
+                  "--vine-states", "64", "--vine-actions", "4", "--vine-horizon", "50",
+                  "--vine-workers", "2"]}
 FULL_STEPS = {"single_path": 500 * 100_000, "vine": 500 * 400_000}   # Table 3
 
 
