@@ -24,6 +24,7 @@ import csv
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -190,7 +191,9 @@ def _plot(tasks):
   except ImportError:
     print("matplotlib is not installed (pip install -e '.[plots]'): results/figure4.png skipped")
     return
-  fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+  fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.9), squeeze=False)
+  colors = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(METHODS)}   # one per method
+  handles = {}
   for ax, task in zip(axes[0], tasks):
     t = TASKS[task]
     grid = np.linspace(0, t["steps"], 101)[1:]
@@ -199,16 +202,19 @@ def _plot(tasks):
       if not dirs:
         continue
       curves = np.array([_curve(d, grid) for d in dirs])
-      with np.errstate(all="ignore"):
-        mean = np.nanmean(curves, 0)
-      ax.plot(grid, mean, label=f"{method} ({len(dirs)})", lw=1.3)
-      ax.fill_between(grid, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=0.12)
-    ax.set_title(f"{task} ({t['env']})", fontsize=9)
+      with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # grid points before any return
+        mean, lo, hi = np.nanmean(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
+      handles[method], = ax.plot(grid, mean, color=colors[method], label=method, lw=1.3)
+      ax.fill_between(grid, lo, hi, color=colors[method],
+                      alpha=0.1)
+    ax.set_title(f"{task} ({t['env']}), {t['seeds']} seeds", fontsize=9)
     ax.set_xlabel("simulator steps")
     ax.set_ylabel("mean episode return")
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-  axes[0][-1].legend(fontsize=7, loc="best")
-  fig.tight_layout()
+  fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles),
+             fontsize=8, frameon=False)
+  fig.tight_layout(rect=(0, 0.07, 1, 1))
   fig.savefig(os.path.join(ROOT, "results", "figure4.png"), dpi=110)
   print("wrote results/figure4.png")
 
