@@ -31,14 +31,14 @@ def read_log(run_dir):
 
 
 def run_commands(runs, jobs):
-  """Runs (label, argv, run_dir) commands, at most `jobs` at a time, each with its output in
-  run_dir/stdout.txt; prints one line when each starts and ends."""
+  """Runs (label, argv, run_dir) commands, at most `jobs` at a time, each with its output
+  appended to run_dir/stdout.txt; prints one line when each starts and ends."""
   pending, active = list(runs), []
   while pending or active:
     while pending and len(active) < jobs:
       label, cmd, run_dir = pending.pop(0)
       os.makedirs(run_dir, exist_ok=True)
-      log = open(os.path.join(run_dir, "stdout.txt"), "w")
+      log = open(os.path.join(run_dir, "stdout.txt"), "a")
       active.append((label, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
       print(f"started {label}: {' '.join(cmd[1:])}", flush=True)
     # Wait for whichever finishes first.

@@ -14,8 +14,8 @@ in [0, 1] the CNN's features hardly vary between states and the policy learned o
 frequencies (results/ALE_Pong-v5-gae-raw-frames.txt).
 
 Each method runs as `python trpo.py --env ALE/GAME-v5 --method M --steps N --out
-runs/table1/GAME-M FLAGS` (skipped if its log already reaches N; `--resume` semantics are the
-training program's own). Then results/table1-GAME.txt gets: the commands, each run's score (the
+runs/table1/GAME-M FLAGS`; a run whose log already reaches N is skipped, one with a checkpoint
+is carried on with `trpo.py --resume` (so a longer --steps extends it). Then results/table1-GAME.txt gets: the commands, each run's score (the
 mean training-episode return over the last 10% of its steps, as the paper's learning curves),
 the paper's row and the random-play score, steps per second, and how long the paper's full
 protocol (500 iterations) would take at that speed.
@@ -58,8 +58,16 @@ def main():
               "--seed", str(args.seed), "--steps", str(args.steps), "--out", runs[m]] + FLAGS[m]
           for m in args.methods}
   if not args.summarize_only:
-    todo = [(m, cmds[m], runs[m]) for m in args.methods
-            if not (_log(runs[m]) and _log(runs[m])[-1]["steps"] >= args.steps)]
+    todo = []
+    for m in args.methods:
+      log = _log(runs[m])
+      if log and log[-1]["steps"] >= args.steps:
+        continue
+      if os.path.exists(os.path.join(runs[m], "checkpoint.npz")):   # carry on a stopped run
+        todo.append((m, [sys.executable, os.path.join(ROOT, "trpo.py"), "--resume", runs[m],
+                         "--steps", str(args.steps)], runs[m]))
+      else:
+        todo.append((m, cmds[m], runs[m]))
     run_commands(todo, args.jobs)
   random, *paper = PAPER[args.game]
   lines = [f"$ python bench/table1.py --game {args.game} --steps {args.steps} --methods "
