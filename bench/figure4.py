@@ -142,7 +142,9 @@ def _method_dirs(task, method):
     if best is None:
       return []
     tag = f"-step{best}"
-  return [d for d in (_run_dir(task, method, s, tag) for s in range(t["seeds"])) if _log(d)]
+  # Only finished runs: an interrupted run is redone from the start by the next invocation.
+  return [d for d in (_run_dir(task, method, s, tag) for s in range(t["seeds"]))
+          if _done(d, t["steps"])]
 
 
 def summarize(tasks, wall):
