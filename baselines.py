@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.optimize
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 import envs as envs_lib
 import policies
@@ -204,7 +203,7 @@ def search_iteration(method, search, env, policy, unravel, stats, rng, populatio
                      elite_frac, extra_std):
   """One CEM or CMA-ES iteration: `population` candidates, one episode each.
 
-  Returns (search, mean θ [d], candidate returns [P], simulator steps).
+  Returns (search, mean θ [d], [(return, length)] of the P candidates' episodes).
   """
   if method == "cem":
     thetas = cem_ask(search, rng, population)
@@ -218,10 +217,4 @@ def search_iteration(method, search, env, policy, unravel, stats, rng, populatio
   else:
     search.tell(list(thetas), list(-returns))
     mean = np.asarray(search.mean)
-  return search, mean, returns, sum(n for _, n in results)
-
-
-def flat_params(params):
-  """(θ [d] as float64 numpy, unravel) for a params pytree."""
-  theta, unravel = ravel_pytree(params)
-  return np.asarray(theta, np.float64), unravel
+  return search, mean, results

@@ -8,8 +8,8 @@ and what users expect): time-limit truncation is bootstrapped with V of the fina
 true termination is not.
 
 Environments run as a Gymnasium vector env for a fixed number of steps per iteration; episodes
-continue across iterations. Vine sampling (Section 5.2) is at the end of the module. The policy is evaluated once per vector step by one jitted call
-(`act`), compiled once per policy.
+continue across iterations. The policy is evaluated once per vector step by one jitted call
+(`act`), compiled once per policy. Vine sampling (Section 5.2) is at the end of the module.
 """
 
 import functools

@@ -420,7 +420,7 @@ DEFAULTS = {
 # baselines of baselines.py: CEM and CMA-ES (episodic parameter search), RWR and REPS (weighted
 # maximum likelihood on single-path samples).
 ALGORITHMS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl", "cem", "cma",
-           "rwr", "reps")
+              "rwr", "reps")
 _SEARCH = ("cem", "cma")
 
 
@@ -551,16 +551,6 @@ def load_checkpoint(run_dir):
   return cfg, data
 
 
-def _next_obs(roll, obs):
-  """s' [T, E, ...] for every step of a single-path rollout: the next row, the observation that
-  continues the batch for the last row, and the pre-reset observation where a time limit cut an
-  episode (after a termination s' is the reset state, which the caller must not use)."""
-  nxt = np.concatenate([roll["obs"][1:], np.asarray(obs)[None]], 0)
-  for t, e, o in roll["final_obs"]:
-    nxt[t, e] = o
-  return nxt
-
-
 def _update(cfg, params, batch, policy, key, roll, obs, stats):
   """The policy update of a single-path-sampled method (see ALGORITHMS): (params, info)."""
   import baselines
@@ -571,12 +561,16 @@ def _update(cfg, params, batch, policy, key, roll, obs, stats):
   if method == "reps":
     import sampling
     n = batch["obs"].shape[0]
-    next_obs = sampling.normalize(stats, jnp.asarray(_next_obs(roll, obs)))
-    # Initial states: the reset observations after each episode end (the batch's first states
-    # stand in when no episode ended in it).
+    # The observation after each step: the next row, and what continues the batch for the last.
+    # Where an episode ended that is the reset state: an initial state for the dual's φ̄₀ (the
+    # batch's first states stand in when no episode ended in it). Where a time limit cut the
+    # episode, s' is the pre-reset observation; after a termination s' is unused (1 − terminal).
     after = np.concatenate([roll["obs"][1:], np.asarray(obs)[None]], 0)
     starts = after[roll["terminated"] | roll["truncated"]]
     init_obs = sampling.normalize(stats, jnp.asarray(starts if len(starts) else roll["obs"][0]))
+    for t, e, o in roll["final_obs"]:
+      after[t, e] = o
+    next_obs = sampling.normalize(stats, jnp.asarray(after))
     return baselines.reps_update(
         params, batch["obs"], batch["actions"], next_obs.reshape(batch["obs"].shape),
         roll["rewards"].reshape(n), roll["terminated"].reshape(n), init_obs, policy, key,
@@ -601,7 +595,11 @@ def _single_path_iter(cfg, venv, obs, policy, v_apply, params, vparams, stats, k
   elif use_vf:
     vpred = lambda o: np.asarray(sampling.value_predict(vparams, stats, o, apply=v_apply))
     values = vpred(flat(roll["obs"])).reshape(T, -1)
-    next_values = vpred(flat(_next_obs(roll, obs))).reshape(T, -1)
+    next_values = np.concatenate([values[1:], vpred(obs)[None]], 0)
+    if roll["final_obs"]:        # time-limit truncations: V of the pre-reset observation
+      finals = vpred(np.stack([o for _, _, o in roll["final_obs"]]))
+      for (t, e, _), v in zip(roll["final_obs"], finals):
+        next_values[t, e] = v
     adv, targets = sampling.gae(roll["rewards"], values, next_values, roll["terminated"],
                                 roll["truncated"], cfg["gamma"], cfg["lam"])
   else:
@@ -657,13 +655,12 @@ def _search_iter(cfg, env, policy, search, unravel, stats, iteration, steps_done
   # Szita & Lőrincz's extra noise against CEM's collapse, decreased linearly to zero at half
   # the budget (CMA-ES adapts its step size itself and ignores it).
   extra = 0.1 * cfg["search_std"] * max(0.0, 1.0 - 2.0 * steps_done / cfg["steps"])
-  search, mean, returns, n = baselines.search_iteration(
+  search, mean, episodes = baselines.search_iteration(
       cfg["method"], search, env, policy, unravel, stats, rng, cfg["population"],
       cfg["elite_frac"], extra)
   info = {"kl": math.nan, "actual_improve": math.nan, "backtracks": 0, "accepted": True}
-  episodes = [(float(r), 0) for r in returns]
-  return search, unravel(jnp.asarray(mean, jnp.float32)), info, episodes, n, \
-      float(np.mean(returns))
+  return search, unravel(jnp.asarray(mean, jnp.float32)), info, episodes, \
+      sum(n for _, n in episodes), float(np.mean([r for r, _ in episodes]))
 
 
 def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
@@ -715,7 +712,7 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
     obs, _ = venv.reset(seed=cfg["seed"] + 7919 * state["iteration"])
   if cfg["method"] in _SEARCH and state["search"] is None:
     import baselines
-    theta, _ = baselines.flat_params(state["params"])
+    theta = np.asarray(ravel_pytree(state["params"])[0])
     state["search"] = (baselines.cem_init(theta, cfg["search_std"]) if cfg["method"] == "cem"
                        else baselines.cma_init(theta, cfg["search_std"], cfg["population"],
                                                cfg["seed"]))
