@@ -32,6 +32,8 @@ self-normalised estimator of Eq. (16), "logp_q" [N, K] (see `vine_surrogate`).
 import argparse
 import functools
 import math
+import signal
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -892,6 +894,15 @@ def main(argv=None):
   ap.error = parse_error
   args = ap.parse_args(argv)
 
+  # `kill PID` (SIGTERM) stops a run as Ctrl-C does, and Ctrl-C works even for a run started in
+  # the background (where the shell sets SIGINT to be ignored): both end in the one-line message
+  # below, with the last completed iteration in the (atomically written) checkpoint.
+  def interrupt(signum, frame):
+    raise KeyboardInterrupt
+  previous = {}
+  if threading.current_thread() is threading.main_thread():
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+
   try:
     if args.eval:
       if args.episodes < 1:
@@ -915,6 +926,9 @@ def main(argv=None):
     return fail(str(e).splitlines()[0])
   except KeyboardInterrupt:
     return fail("interrupted; the last completed iteration is in the checkpoint")
+  finally:   # main() may be called from other code (the tests): give back its handlers
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
