@@ -810,6 +810,13 @@ def test_comparison_methods_improve_cartpole(method, options, tmp_path):
   assert np.mean(returns[-2:]) > 2 * returns[0], returns
   if method == "max_kl":   # the max-KL constraint bounds the mean KL too
     assert all(h["kl"] <= 0.05 * (1 + 1e-4) for h in hist)
+  # The log is strict JSON: a quantity the method lacks (CEM/CMA have no KL) is null, not NaN.
+  def no_constants(c):
+    raise ValueError(c)
+  logged = [__import__("json").loads(l, parse_constant=no_constants)
+            for l in (tmp_path / "log.jsonl").read_text().splitlines()]
+  assert len(logged) == len(hist) and all((r["kl"] is None) == (method in ("cem", "cma"))
+                                          for r in logged)
   # The checkpoint carries the search state: resuming continues, and --eval runs.
   trpo.train("CartPole-v1", steps=hist[-1]["steps"] + 1, out=str(tmp_path), resume=True,
              log=lambda s: None)

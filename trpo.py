@@ -774,7 +774,10 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
       if ckpt_path:
         _save_checkpoint(ckpt_path, state, cfg)
         with open(log_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
+          # Strict JSON (readable by jq and other tools): a quantity a method does not have
+          # (KL and surrogate improvement for CEM/CMA) is null, not NaN.
+          f.write(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                              for k, v in record.items()}, allow_nan=False) + "\n")
       ret = "-" if last_return is None else f"{last_return:9.2f}"
       log(f"iter {record['iteration']:4d}  steps {record['steps']:9d}  episodes "
           f"{record['episodes']:4d}  return {ret:>9s}  kl {record['kl']:.5f}  "
