@@ -15,13 +15,17 @@ frequencies (results/ALE_Pong-v5-gae-raw-frames.txt).
 
 Each method runs as `python trpo.py --env ALE/GAME-v5 --method M --steps N --out
 runs/table1/GAME-M FLAGS`; a run whose log already reaches N is skipped, one with a checkpoint
-is carried on with `trpo.py --resume` (so a longer --steps extends it). Then results/table1-GAME.txt gets: the commands, each run's score (the
-mean training-episode return over the last 10% of its steps, as the paper's learning curves),
-the paper's row and the random-play score, steps per second, and how long the paper's full
-protocol (500 iterations) would take at that speed.
+is carried on with `trpo.py --resume` (so a longer --steps extends it). Then each run's curve
+(steps, return, seconds per iteration) is copied to results/table1/GAME-M.csv, and
+results/table1-GAME.txt gets, for both methods: the command, the score (the mean
+training-episode return over the last 10% of its steps, as the paper's learning curves), the
+paper's row and the random-play score, steps per second, and how long the paper's full protocol
+(500 iterations) would take at that speed. The summary reads the run's log, else its committed
+CSV, so a machine without runs/ (or one method run alone) keeps the other results.
 """
 
 import argparse
+import csv
 import os
 import sys
 
@@ -42,6 +46,66 @@ FLAGS = {"single_path": ["--delta", "0.01", "--batch", "2048", "--lam", "0.95", 
 FULL_STEPS = {"single_path": 500 * 100_000, "vine": 500 * 400_000}   # Table 3
 
 
+def _command(env, seed, steps, method):
+  """The trpo.py command line of one Table 1 run."""
+  return [sys.executable, os.path.join(ROOT, "trpo.py"), "--env", env, "--method", method,
+          "--seed", str(seed), "--steps", str(steps), "--out",
+          _run_dir(env, method)] + FLAGS[method]
+
+
+def _run_dir(env, method):
+  """runs/table1/GAME-METHOD for env ALE/GAME-v5."""
+  return os.path.join(ROOT, "runs", "table1", f"{env[4:-3]}-{method}")
+
+
+def _curve(run_dir, csv_path):
+  """The run's (steps, mean_return, seconds) per iteration with a return. Read from its log when
+  the run directory exists, and then also written to csv_path (committed, so the score survives
+  the run directory); otherwise read from csv_path; [] if neither exists."""
+  log = [r for r in _log(run_dir) if r["mean_return"] is not None]
+  if log:
+    os.makedirs(os.path.dirname(csv_path), exist_ok=True)
+    with open(csv_path + ".tmp", "w", newline="") as f:
+      w = csv.writer(f)
+      w.writerow(["iteration", "steps", "mean_return", "seconds"])
+      for r in log:
+        w.writerow([r["iteration"], r["steps"], f"{r['mean_return']:.3f}", f"{r['seconds']:.1f}"])
+    os.replace(csv_path + ".tmp", csv_path)
+  if not os.path.exists(csv_path):
+    return []
+  with open(csv_path) as f:
+    return [(int(r["steps"]), float(r["mean_return"]), float(r["seconds"]))
+            for r in csv.DictReader(f)]
+
+
+def _score(curve, method):
+  """One line: steps, the score (mean return over the last 10% of steps, as the paper's learning
+  curves), the first 10% for contrast, and the learner's speed with the full protocol's time."""
+  steps, seconds = curve[-1][0], curve[-1][2]
+  tail = [ret for s, ret, _ in curve if s >= 0.9 * steps]
+  head = [ret for s, ret, _ in curve if s <= 0.1 * steps]
+  rate = steps / seconds
+  return (f"    {steps:,} steps, {len(curve)} iterations: score {np.mean(tail):.1f} (last 10% "
+          f"of steps; first 10%: {np.mean(head):.1f}); learner {rate:.0f} steps/s, so the "
+          f"paper's {FULL_STEPS[method] / 1e6:.0f}M steps would take "
+          f"{FULL_STEPS[method] / rate / 3600:.0f} h here")
+
+
+def _blocks(path):
+  """{method: its score line} from an earlier results/table1-GAME.txt ({} if none)."""
+  if not os.path.exists(path):
+    return {}
+  out, method = {}, None
+  with open(path) as f:
+    for line in f.read().splitlines():
+      if line.startswith("  ") and not line.startswith("    ") and ":" in line:
+        method = line.split(":")[0].strip()
+      elif line.startswith("    ") and method:
+        out[method] = line
+  return out
+
+
+
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -53,10 +117,8 @@ def main():
   ap.add_argument("--summarize-only", action="store_true")
   args = ap.parse_args()
   env = f"ALE/{args.game}-v5"
-  runs = {m: os.path.join(ROOT, "runs", "table1", f"{args.game}-{m}") for m in args.methods}
-  cmds = {m: [sys.executable, os.path.join(ROOT, "trpo.py"), "--env", env, "--method", m,
-              "--seed", str(args.seed), "--steps", str(args.steps), "--out", runs[m]] + FLAGS[m]
-          for m in args.methods}
+  runs = {m: _run_dir(env, m) for m in args.methods}
+  cmds = {m: _command(env, args.seed, args.steps, m) for m in args.methods}
   if not args.summarize_only:
     todo = []
     for m in args.methods:
@@ -70,28 +132,27 @@ def main():
         todo.append((m, cmds[m], runs[m]))
     run_commands(todo, args.jobs)
   random, *paper = PAPER[args.game]
-  lines = [f"$ python bench/table1.py --game {args.game} --steps {args.steps} --methods "
-           + " ".join(args.methods),
+  path = os.path.join(ROOT, "results", f"table1-{args.game}.txt")
+  previous = _blocks(path)
+  lines = [f"$ python bench/table1.py --game {args.game} --steps {args.steps}",
            f"{env}: random play {random}; paper (500 iterations): single path {paper[0]}, "
            f"vine {paper[1]}"]
-  for m in args.methods:
-    log = [r for r in _log(runs[m]) if r["mean_return"] is not None]
-    lines.append(f"  {m}: $ {' '.join(['python'] + cmds[m][1:]).replace(ROOT + '/', '')}")
-    if not log:
+  for m in FLAGS:   # every method, so that summarising one run keeps the other's line
+    command = " ".join(["python"] + _command(env, args.seed, args.steps, m)[1:])
+    lines.append(f"  {m}: $ {command.replace(ROOT + '/', '')}")
+    curve = _curve(_run_dir(env, m),
+                   os.path.join(ROOT, "results", "table1", f"{args.game}-{m}.csv"))
+    if curve:
+      lines.append(_score(curve, m))
+    elif m in previous:   # a run whose log is gone: its line as the last summary wrote it
+      note = " [run log lost; line kept from the earlier summary]"
+      lines.append(previous[m] if note in previous[m] else previous[m] + note)
+    else:
       lines.append("    not run")
-      continue
-    steps = log[-1]["steps"]
-    tail = [r["mean_return"] for r in log if r["steps"] >= 0.9 * steps]
-    head = [r["mean_return"] for r in log if r["steps"] <= 0.1 * steps]
-    rate = steps / log[-1]["seconds"]
-    lines.append(f"    {steps:,} steps, {len(log)} iterations: score {np.mean(tail):.1f} (last 10% "
-                 f"of steps; first 10%: {np.mean(head):.1f}); learner {rate:.0f} steps/s, so the "
-                 f"paper's {FULL_STEPS[m] / 1e6:.0f}M steps would take "
-                 f"{FULL_STEPS[m] / rate / 3600:.0f} h here")
   text = "\n".join(lines)
-  os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
-  with open(os.path.join(ROOT, "results", f"table1-{args.game}.txt"), "w") as f:
+  with open(path + ".tmp", "w") as f:
     f.write(text + "\n")
+  os.replace(path + ".tmp", path)
   print(text)
 
 
