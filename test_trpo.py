@@ -542,6 +542,9 @@ def test_atari_smoke():
   _, _, hist, _, _ = trpo.train("ALE/Pong-v5", steps=128, seed=0, log=lambda s: None,
                                 batch=64, num_envs=2, vf_epochs=1)
   assert len(hist) == 2 and all(np.isfinite(h["kl"]) for h in hist)
+  # 32 frames per environment cannot finish a game of Pong (21 points): no episode ended, so
+  # no return is reported, rather than a number carried over from another iteration.
+  assert all(h["episodes"] == 0 and h["mean_return"] is None for h in hist)
 
 
 def test_cli_errors_resume_and_eval(tmp_path, capsys):

@@ -584,8 +584,14 @@ def _update(cfg, params, batch, policy, key, roll, obs, stats):
               cg_iters=cfg["cg_iters"], subsample=cfg["subsample"], **variant)
 
 
+def _mean_return(episodes):
+  """Mean return of the episodes that ended in this iteration; None if none did (a stalled or
+  long episode must not repeat an earlier iteration's number in the log)."""
+  return float(np.mean([r for r, _ in episodes])) if episodes else None
+
+
 def _single_path_iter(cfg, venv, obs, policy, v_apply, params, vparams, stats, k_roll, k_step,
-                      k_vf, T, last_return):
+                      k_vf, T):
   """One single-path iteration of `train`: sample, estimate advantages, step, fit V."""
   import sampling
   roll, obs, episodes = sampling.single_path(venv, obs, policy, params, stats, k_roll, T)
@@ -622,12 +628,10 @@ def _single_path_iter(cfg, venv, obs, policy, v_apply, params, vparams, stats, k
     vf_loss = float(vf_loss)
   if stats is not None:
     stats = sampling.obs_stats_update(stats, flat(roll["obs"]))
-  if episodes:
-    last_return = float(np.mean([r for r, _ in episodes]))
-  return params, vparams, stats, info, episodes, n, obs, last_return, vf_loss
+  return params, vparams, stats, info, episodes, n, obs, _mean_return(episodes), vf_loss
 
 
-def _vine_iter(cfg, env, trunk, policy, params, stats, k_roll, k_step, last_return, pool):
+def _vine_iter(cfg, env, trunk, policy, params, stats, k_roll, k_step, pool):
   """One vine iteration of `train` (Section 5.2): trunk, rollout set, branches, step."""
   import sampling
   vb, trunk, episodes, n = sampling.vine(
@@ -644,9 +648,7 @@ def _vine_iter(cfg, env, trunk, policy, params, stats, k_roll, k_step, last_retu
                       cg_iters=cfg["cg_iters"], subsample=cfg["subsample"])
   if stats is not None:
     stats = sampling.obs_stats_update(stats, raw_states)
-  if episodes:
-    last_return = float(np.mean([r for r, _ in episodes]))
-  return params, stats, info, episodes, n, trunk, last_return
+  return params, stats, info, episodes, n, trunk, _mean_return(episodes)
 
 
 def _search_iter(cfg, env, policy, search, unravel, stats, iteration, steps_done):
@@ -662,7 +664,7 @@ def _search_iter(cfg, env, policy, search, unravel, stats, iteration, steps_done
       cfg["elite_frac"], extra)
   info = {"kl": math.nan, "actual_improve": math.nan, "backtracks": 0, "accepted": True}
   return search, unravel(jnp.asarray(mean, jnp.float32)), info, episodes, \
-      sum(n for _, n in episodes), float(np.mean([r for r, _ in episodes]))
+      sum(n for _, n in episodes), _mean_return(episodes)
 
 
 def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
@@ -733,7 +735,7 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
       open(log_path, "w").close()
   T = max(1, cfg["batch"] // cfg["num_envs"])
   trunk = {"obs": obs, "ret": 0.0, "len": 0}      # the vine trunk's running episode
-  history, last_return = [], None
+  history = []
   pool = None
   try:
     if cfg["method"] == "vine" and cfg["vine_workers"] > 1:
@@ -745,17 +747,16 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
       params, vparams, stats = state["params"], state["vparams"], state["stats"]
       search = state["search"]
       if cfg["method"] in _SEARCH:
-        search, params, info, episodes, n, last_return = _search_iter(
+        search, params, info, episodes, n, mean_return = _search_iter(
             cfg, venv, policy, search, unravel, stats, state["iteration"], state["steps"])
         vf_loss = math.nan
       elif cfg["method"] == "vine":
-        params, stats, info, episodes, n, trunk, last_return = _vine_iter(
-            cfg, venv, trunk, policy, params, stats, k_roll, k_step, last_return, pool)
+        params, stats, info, episodes, n, trunk, mean_return = _vine_iter(
+            cfg, venv, trunk, policy, params, stats, k_roll, k_step, pool)
         vf_loss = math.nan
       else:
-        params, vparams, stats, info, episodes, n, obs, last_return, vf_loss = _single_path_iter(
-            cfg, venv, obs, policy, v_apply, params, vparams, stats, k_roll, k_step, k_vf, T,
-            last_return)
+        params, vparams, stats, info, episodes, n, obs, mean_return, vf_loss = _single_path_iter(
+            cfg, venv, obs, policy, v_apply, params, vparams, stats, k_roll, k_step, k_vf, T)
       # JAX dispatches asynchronously: wait for the update itself before reading the clock.
       jax.block_until_ready((params, vparams, info))
       seconds = time.perf_counter() - t0
@@ -764,7 +765,7 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
                "seconds": state["seconds"] + seconds, "search": search}
       record = {
           "iteration": state["iteration"], "steps": state["steps"], "episodes": len(episodes),
-          "mean_return": last_return, "kl": float(info["kl"]),
+          "mean_return": mean_return, "kl": float(info["kl"]),
           "surrogate_improve": float(info["actual_improve"]),
           "backtracks": int(info["backtracks"]), "accepted": bool(info["accepted"]),
           "vf_loss": None if math.isnan(vf_loss) else vf_loss,
@@ -778,7 +779,7 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
           # (KL and surrogate improvement for CEM/CMA) is null, not NaN.
           f.write(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
                               for k, v in record.items()}, allow_nan=False) + "\n")
-      ret = "-" if last_return is None else f"{last_return:9.2f}"
+      ret = "-" if mean_return is None else f"{mean_return:9.2f}"
       log(f"iter {record['iteration']:4d}  steps {record['steps']:9d}  episodes "
           f"{record['episodes']:4d}  return {ret:>9s}  kl {record['kl']:.5f}  "
           f"improve {record['surrogate_improve']:+.4f}  backtracks {record['backtracks']:2d}  "

@@ -26,10 +26,10 @@ CSV, so a machine without runs/ (or one method run alone) keeps the other result
 
 import argparse
 import csv
+import math
 import os
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from learning import ROOT, read_log as _log, run_commands  # noqa: E402
@@ -59,34 +59,46 @@ def _run_dir(env, method):
 
 
 def _curve(run_dir, csv_path):
-  """The run's (steps, mean_return, seconds) per iteration with a return. Read from its log when
-  the run directory exists, and then also written to csv_path (committed, so the score survives
-  the run directory); otherwise read from csv_path; [] if neither exists."""
-  log = [r for r in _log(run_dir) if r["mean_return"] is not None]
+  """The run's (steps, episodes, mean_return, seconds) per iteration. Read from its log when the
+  run directory exists, and then also written to csv_path (committed, so the score survives the
+  run directory); otherwise read from csv_path; [] if neither exists. An iteration in which no
+  episode ended has no return (older logs repeated the previous one there: dropped by
+  episodes = 0); CSVs written before the episodes column count every iteration once."""
+  log = _log(run_dir)
   if log:
     os.makedirs(os.path.dirname(csv_path), exist_ok=True)
     with open(csv_path + ".tmp", "w", newline="") as f:
       w = csv.writer(f)
-      w.writerow(["iteration", "steps", "mean_return", "seconds"])
+      w.writerow(["iteration", "steps", "episodes", "mean_return", "seconds"])
       for r in log:
-        w.writerow([r["iteration"], r["steps"], f"{r['mean_return']:.3f}", f"{r['seconds']:.1f}"])
+        ret = "" if r["mean_return"] is None or not r["episodes"] else f"{r['mean_return']:.3f}"
+        w.writerow([r["iteration"], r["steps"], r["episodes"], ret, f"{r['seconds']:.1f}"])
     os.replace(csv_path + ".tmp", csv_path)
   if not os.path.exists(csv_path):
     return []
   with open(csv_path) as f:
-    return [(int(r["steps"]), float(r["mean_return"]), float(r["seconds"]))
+    return [(int(r["steps"]), int(r.get("episodes", 1)),
+             float(r["mean_return"]) if r["mean_return"] else math.nan, float(r["seconds"]))
             for r in csv.DictReader(f)]
 
 
+def _episode_mean(curve, lo, hi):
+  """Mean return of the episodes that ended at steps in [lo, hi] (each iteration's mean
+  weighted by its episode count); None if none ended there."""
+  its = [(n, ret) for s, n, ret, _ in curve if lo <= s <= hi and n > 0 and not math.isnan(ret)]
+  return sum(n * ret for n, ret in its) / sum(n for n, _ in its) if its else None
+
+
 def _score(curve, method):
-  """One line: steps, the score (mean return over the last 10% of steps, as the paper's learning
-  curves), the first 10% for contrast, and the learner's speed with the full protocol's time."""
-  steps, seconds = curve[-1][0], curve[-1][2]
-  tail = [ret for s, ret, _ in curve if s >= 0.9 * steps]
-  head = [ret for s, ret, _ in curve if s <= 0.1 * steps]
+  """One line: steps, the score (mean return of the training episodes that ended in the last
+  10% of steps, as the paper's learning curves), the first 10% for contrast, and the learner's
+  speed with the full protocol's time."""
+  steps, seconds = curve[-1][0], curve[-1][3]
+  fmt = lambda x: "no episode ended" if x is None else f"{x:.1f}"
   rate = steps / seconds
-  return (f"    {steps:,} steps, {len(curve)} iterations: score {np.mean(tail):.1f} (last 10% "
-          f"of steps; first 10%: {np.mean(head):.1f}); learner {rate:.0f} steps/s, so the "
+  return (f"    {steps:,} steps, {len(curve)} iterations: score "
+          f"{fmt(_episode_mean(curve, 0.9 * steps, steps))} (last 10% of steps; first 10%: "
+          f"{fmt(_episode_mean(curve, 0, 0.1 * steps))}); learner {rate:.0f} steps/s, so the "
           f"paper's {FULL_STEPS[method] / 1e6:.0f}M steps would take "
           f"{FULL_STEPS[method] / rate / 3600:.0f} h here")
 
