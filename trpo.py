@@ -628,7 +628,7 @@ def _single_path_iter(cfg, venv, obs, policy, v_apply, params, vparams, stats, k
     vf_loss = float(vf_loss)
   if stats is not None:
     stats = sampling.obs_stats_update(stats, flat(roll["obs"]))
-  return params, vparams, stats, info, episodes, n, obs, _mean_return(episodes), vf_loss
+  return params, vparams, stats, info, episodes, n, obs, vf_loss
 
 
 def _vine_iter(cfg, env, trunk, policy, params, stats, k_roll, k_step, pool):
@@ -648,12 +648,12 @@ def _vine_iter(cfg, env, trunk, policy, params, stats, k_roll, k_step, pool):
                       cg_iters=cfg["cg_iters"], subsample=cfg["subsample"])
   if stats is not None:
     stats = sampling.obs_stats_update(stats, raw_states)
-  return params, stats, info, episodes, n, trunk, _mean_return(episodes)
+  return params, stats, info, episodes, n, trunk
 
 
 def _search_iter(cfg, env, policy, search, unravel, stats, iteration, steps_done):
   """One CEM / CMA-ES iteration of `train` (baselines.py): returns (search, params, info,
-  episodes, simulator steps, mean candidate return)."""
+  episodes, simulator steps)."""
   import baselines
   rng = np.random.default_rng([cfg["seed"], iteration])
   # Szita & Lőrincz's extra noise against CEM's collapse, decreased linearly to zero at half
@@ -664,7 +664,7 @@ def _search_iter(cfg, env, policy, search, unravel, stats, iteration, steps_done
       cfg["elite_frac"], extra)
   info = {"kl": math.nan, "actual_improve": math.nan, "backtracks": 0, "accepted": True}
   return search, unravel(jnp.asarray(mean, jnp.float32)), info, episodes, \
-      sum(n for _, n in episodes), _mean_return(episodes)
+      sum(n for _, n in episodes)
 
 
 def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
@@ -747,19 +747,20 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
       params, vparams, stats = state["params"], state["vparams"], state["stats"]
       search = state["search"]
       if cfg["method"] in _SEARCH:
-        search, params, info, episodes, n, mean_return = _search_iter(
+        search, params, info, episodes, n = _search_iter(
             cfg, venv, policy, search, unravel, stats, state["iteration"], state["steps"])
         vf_loss = math.nan
       elif cfg["method"] == "vine":
-        params, stats, info, episodes, n, trunk, mean_return = _vine_iter(
+        params, stats, info, episodes, n, trunk = _vine_iter(
             cfg, venv, trunk, policy, params, stats, k_roll, k_step, pool)
         vf_loss = math.nan
       else:
-        params, vparams, stats, info, episodes, n, obs, mean_return, vf_loss = _single_path_iter(
+        params, vparams, stats, info, episodes, n, obs, vf_loss = _single_path_iter(
             cfg, venv, obs, policy, v_apply, params, vparams, stats, k_roll, k_step, k_vf, T)
       # JAX dispatches asynchronously: wait for the update itself before reading the clock.
       jax.block_until_ready((params, vparams, info))
       seconds = time.perf_counter() - t0
+      mean_return = _mean_return(episodes)
       state = {"params": params, "vparams": vparams, "stats": stats, "key": key,
                "iteration": state["iteration"] + 1, "steps": state["steps"] + n,
                "seconds": state["seconds"] + seconds, "search": search}
@@ -791,13 +792,10 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
   return policy, state["params"], history, cfg, state
 
 
-def evaluate(run_dir, episodes=10, seed=12345):
-  """Runs the saved policy deterministically (the mode of π) for `episodes` episodes.
-
-  Returns the list of undiscounted episode returns.
-  """
-  import envs as envs_lib
-  import sampling
+def load_policy(run_dir, seed):
+  """The saved policy of DIR/checkpoint.npz in one fresh environment of its task: (config,
+  environment (a vector env of 1), first obs, policy functions, params, observation statistics
+  or None)."""
   cfg, data = load_checkpoint(run_dir)
   cfg = dict(cfg, num_envs=1, seed=seed)
   venv, obs, policy, _, obs_shape = _build(cfg)
@@ -805,6 +803,17 @@ def evaluate(run_dir, episodes=10, seed=12345):
   params = ravel_pytree(params)[1](jnp.asarray(data["policy"]))
   stats = ({k: data[f"stats_{k}"] for k in ("mean", "var", "count")}
            if cfg["normalize_obs"] else None)
+  return cfg, venv, obs, policy, params, stats
+
+
+def evaluate(run_dir, episodes=10, seed=12345):
+  """Runs the saved policy deterministically (the mode of π) for `episodes` episodes.
+
+  Returns the list of undiscounted episode returns.
+  """
+  import envs as envs_lib
+  import sampling
+  _, venv, obs, policy, params, stats = load_policy(run_dir, seed)
   space, returns = venv.single_action_space, []
   try:
     while len(returns) < episodes:

@@ -16,7 +16,6 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sampling  # noqa: E402
@@ -29,15 +28,10 @@ def main():
   ap.add_argument("--steps", type=int, default=3000)
   ap.add_argument("--seed", type=int, default=7)
   args = ap.parse_args()
-  cfg, data = trpo.load_checkpoint(args.run_dir)
-  cfg = dict(cfg, num_envs=1, seed=args.seed)
-  venv, obs, policy, _, obs_shape = trpo._build(cfg)
+  cfg, venv, obs, policy, params, stats = trpo.load_policy(args.run_dir, args.seed)
   if policy["dist"]["name"] != "categorical":
+    venv.close()
     sys.exit(f"policy_probe: needs a categorical policy, the run's is {policy['dist']['name']}")
-  params = ravel_pytree(policy["init"](jax.random.PRNGKey(0), obs_shape))[1](
-      jnp.asarray(data["policy"]))
-  stats = ({k: data[f"stats_{k}"] for k in ("mean", "var", "count")}
-           if cfg["normalize_obs"] else None)
   try:   # ALE games name their actions; other tasks get numbers
     names = list(venv.unwrapped.call("get_action_meanings")[0])
   except AttributeError:

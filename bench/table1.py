@@ -30,7 +30,6 @@ import math
 import os
 import sys
 
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from learning import ROOT, read_log as _log, run_commands  # noqa: E402
 
@@ -85,7 +84,7 @@ def _curve(run_dir, csv_path):
 def _episode_mean(curve, lo, hi):
   """Mean return of the episodes that ended at steps in [lo, hi] (each iteration's mean
   weighted by its episode count); None if none ended there."""
-  its = [(n, ret) for s, n, ret, _ in curve if lo <= s <= hi and n > 0 and not math.isnan(ret)]
+  its = [(n, ret) for s, n, ret, _ in curve if lo <= s <= hi and n > 0]
   return sum(n * ret for n, ret in its) / sum(n for n, _ in its) if its else None
 
 
