@@ -1,8 +1,9 @@
 """The non-TRPO methods TRPO is compared with in Section 8 (Figure 4).
 
 A separate file because these are not parts of TRPO: they are the paper's comparison points, and
-each uses the same policies (`policies.py`), environments (`envs.py`) and training program
-(`trpo.train`, `--method cem|cma|rwr|reps`) as TRPO.
+each uses the same policies (`policies.py`), environments (`envs.py`), sampling, run directory
+(`rundir.py`) and command line (`python train.py --method cem|cma|rwr|reps`) as TRPO, through a
+training loop of its own (`train`).
 
 Derivative-free search over the flat parameter vector θ, each candidate scored by the return of
 one episode of the deterministic policy (the mode of π_θ):
@@ -19,15 +20,23 @@ Policy search by weighted maximum likelihood on single-path samples (the EM-like
 """
 
 import functools
+import math
+import pickle
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.optimize
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 import envs as envs_lib
 import policies
+import rundir
 import sampling
+import value
+
+METHODS = ("cem", "cma", "rwr", "reps")   # the --method names of train.py
+SEARCH = ("cem", "cma")
 
 # ----------------------------------------------------------------------------------------------
 # Derivative-free search: CEM and CMA-ES.
@@ -83,8 +92,7 @@ def episode_return(env, policy, unravel, theta, stats, max_steps=100_000):
   obs, _ = env.reset()
   total, steps = 0.0, 0
   while steps < max_steps:
-    a = sampling.act(params, stats, sampling._as_input(obs)[None], None,
-                     apply=policy["apply"], dist_name=policy["dist"]["name"])
+    a = sampling.act(policy, params, stats, sampling.as_input(obs)[None])
     obs, r, terminated, truncated, _ = env.step(envs_lib.env_action(space, np.asarray(a)[0]))
     total, steps = total + float(r), steps + 1
     if terminated or truncated:
@@ -97,23 +105,28 @@ def episode_return(env, policy, unravel, theta, stats, max_steps=100_000):
 # ----------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "dist_name", "epochs", "n_minibatches",
-                                             "lr"))
-def weighted_ml(params, obs, actions, weights, key, *, apply, dist_name, epochs=10,
-                n_minibatches=4, lr=1e-3):
-  """argmax_θ Σ_n w_n log π_θ(a_n|s_n) / Σ_n w_n by Adam (`sampling.adam_minibatch`).
+@functools.partial(jax.jit, static_argnames=("policy", "epochs", "n_minibatches", "lr"))
+def _weighted_ml(params, obs, actions, weights, key, *, policy, epochs, n_minibatches, lr):
+  policy = policies.thaw(policy)
+  apply, dist = policy["apply"], policy["dist"]
+  w = weights / jnp.mean(weights)
+
+  def loss(p, o, a, wb):
+    return -jnp.mean(wb * dist["log_prob"](apply(p, o), a))
+  return value.adam_minibatch(loss, params, (obs, actions, w), key, epochs=epochs,
+                              n_minibatches=n_minibatches, lr=lr)
+
+
+def weighted_ml(policy, params, obs, actions, weights, key, *, epochs=10, n_minibatches=4,
+                lr=1e-3):
+  """argmax_θ Σ_n w_n log π_θ(a_n|s_n) / Σ_n w_n by Adam (`value.adam_minibatch`).
 
   obs [N, ...], actions [N, ...], weights [N] ≥ 0. The M-step of RWR and REPS. For a linear
   Gaussian policy its fixed point is weighted least squares for the mean and the weighted
   residual variance for σ² (what `test_weighted_ml_is_weighted_least_squares` checks).
   """
-  dist = policies.DISTRIBUTIONS[dist_name]
-  w = weights / jnp.mean(weights)
-
-  def loss(p, o, a, wb):
-    return -jnp.mean(wb * dist["log_prob"](apply(p, o), a))
-  return sampling.adam_minibatch(loss, params, (obs, actions, w), key, epochs=epochs,
-                                 n_minibatches=n_minibatches, lr=lr)
+  return _weighted_ml(params, obs, actions, weights, key, policy=policies.freeze(policy),
+                      epochs=epochs, n_minibatches=n_minibatches, lr=lr)
 
 
 def rwr_weights(adv, temperature=1.0):
@@ -174,8 +187,7 @@ def rwr_update(params, obs, actions, adv, policy, key, temperature=1.0, epochs=1
   """One RWR iteration: weights from advantages, then the weighted maximum-likelihood fit.
   Returns (params, info) like `trpo.step`."""
   w = rwr_weights(adv, temperature)
-  new = weighted_ml(params, obs, actions, w, key, apply=policy["apply"],
-                    dist_name=policy["dist"]["name"], epochs=epochs, lr=lr)
+  new = weighted_ml(policy, params, obs, actions, w, key, epochs=epochs, lr=lr)
   return new, _kl_info(policy, params, new, obs)
 
 
@@ -194,8 +206,7 @@ def reps_update(params, obs, actions, next_obs, rewards, terminated, init_obs, p
     # The dual diverged (the features cannot be matched on this batch): no step rather than NaNs.
     info = _kl_info(policy, params, params, obs)
     return params, dict(info, accepted=False)
-  new = weighted_ml(params, obs, actions, w, key, apply=policy["apply"],
-                    dist_name=policy["dist"]["name"], epochs=epochs, lr=lr)
+  new = weighted_ml(policy, params, obs, actions, w, key, epochs=epochs, lr=lr)
   return new, _kl_info(policy, params, new, obs)
 
 
@@ -218,3 +229,144 @@ def search_iteration(method, search, env, policy, unravel, stats, rng, populatio
     search.tell(list(thetas), list(-returns))
     mean = np.asarray(search.mean)
   return search, mean, results
+
+
+# ----------------------------------------------------------------------------------------------
+# The training loop of the comparison methods (`python train.py --method cem|cma|rwr|reps`).
+# ----------------------------------------------------------------------------------------------
+
+
+def check_config(cfg):
+  """Raises ValueError naming the first option of these methods outside its range."""
+  checks = [
+      ("population", cfg["population"] >= 2, "an integer >= 2"),
+      ("elite_frac", 0 < cfg["elite_frac"] <= 1, "in (0, 1]"),
+      ("search_std", 0 < cfg["search_std"] < math.inf, "a number > 0"),
+      ("temperature", 0 < cfg["temperature"] < math.inf, "a number > 0"),
+      ("reps_epsilon", 0 < cfg["reps_epsilon"] < math.inf, "a number > 0"),
+      ("ml_epochs", cfg["ml_epochs"] >= 1, "an integer >= 1"),
+      ("ml_lr", 0 < cfg["ml_lr"] < math.inf, "a number > 0"),
+  ]
+  for name, ok, allowed in checks:
+    if not ok:
+      raise ValueError(f"{name} must be {allowed}, got {cfg[name]!r}")
+  if cfg["method"] in SEARCH and cfg["normalize_obs"]:
+    raise ValueError(f"normalize_obs is not available with method {cfg['method']!r} (the "
+                     "parameter search scores fixed policies); drop --normalize-obs")
+
+
+def search_arrays(state):
+  """The checkpoint entries of a CEM or CMA-ES search state."""
+  search = state["search"]
+  if isinstance(search, dict):                        # CEM: mean and std
+    return {f"search_{k}": v for k, v in search.items()}
+  return {"search_pickle": np.frombuffer(pickle.dumps(search), np.uint8)}
+
+
+def _search_state(cfg, params, saved):
+  """The search state saved in a checkpoint, or a new one centred on params."""
+  if saved is not None and "search_mean" in saved:
+    return {"mean": saved["search_mean"], "std": saved["search_std"]}
+  if saved is not None and "search_pickle" in saved:
+    return pickle.loads(saved["search_pickle"].tobytes())
+  theta = np.asarray(ravel_pytree(params)[0])
+  if cfg["method"] == "cem":
+    return cem_init(theta, cfg["search_std"])
+  return cma_init(theta, cfg["search_std"], cfg["population"], cfg["seed"])
+
+
+def _no_update_info():
+  return {"kl": math.nan, "actual_improve": math.nan, "backtracks": 0, "accepted": True}
+
+
+def search_train_iteration(cfg, run, state, carry, keys):
+  """One CEM / CMA-ES iteration: `population` candidates of one deterministic episode each."""
+  rng = np.random.default_rng([cfg["seed"], state["iteration"]])
+  # Szita & Lőrincz's extra noise against CEM's collapse, decreased linearly to zero at half
+  # the budget (CMA-ES adapts its step size itself and ignores it).
+  extra = 0.1 * cfg["search_std"] * max(0.0, 1.0 - 2.0 * state["steps"] / cfg["steps"])
+  unravel = ravel_pytree(state["params"])[1]
+  search, mean, episodes = search_iteration(
+      cfg["method"], state["search"], run["env"], run["policy"], unravel, state["stats"], rng,
+      cfg["population"], cfg["elite_frac"], extra)
+  return {"params": unravel(jnp.asarray(mean, jnp.float32)), "vparams": state["vparams"],
+          "stats": state["stats"], "search": search, "info": _no_update_info(),
+          "episodes": episodes, "steps": sum(n for _, n in episodes), "vf_loss": None}, carry
+
+
+def rwr_iteration(cfg, run, state, obs, keys):
+  """One RWR iteration: single-path samples and their advantages as TRPO gets them
+  (`sampling.advantages`), the weighted maximum-likelihood fit, the value refit."""
+  k_roll, k_step, k_vf = keys
+  params, vparams, stats = state["params"], state["vparams"], state["stats"]
+  T, v_apply = max(1, cfg["batch"] // cfg["num_envs"]), run["value"][1]
+  roll, obs, episodes = sampling.single_path(run["env"], obs, run["policy"], params, stats,
+                                             k_roll, T)
+  adv, targets = sampling.advantages(roll, obs, value.predictor(vparams, stats, v_apply),
+                                     cfg["estimator"], cfg["gamma"], cfg["lam"])
+  b = sampling.policy_batch(roll, adv, stats)
+  params, info = rwr_update(params, b["obs"], b["actions"], b["adv"], run["policy"], k_step,
+                            cfg["temperature"], cfg["ml_epochs"], cfg["ml_lr"])
+  vparams, vf_loss = value.refit(vparams, stats, roll["obs"], targets, k_vf, apply=v_apply,
+                                 epochs=cfg["vf_epochs"], lr=cfg["vf_lr"])
+  return {"params": params, "vparams": vparams, "stats": _stats_after(stats, roll),
+          "info": info, "episodes": episodes, "steps": T * cfg["num_envs"],
+          "vf_loss": vf_loss}, obs
+
+
+def _stats_after(stats, roll):
+  return None if stats is None else sampling.obs_stats_update(stats, sampling.flatten(roll["obs"]))
+
+
+def reps_successors(roll, next_obs):
+  """(s' [T, E, ...], initial states [M, ...]) of a single-path rollout, for REPS' dual.
+
+  s' is the next row, and next_obs after the last. Where an episode ended that is the reset
+  state: an initial state for the dual's φ̄₀ (the rollout's first states stand in when no
+  episode ended in it). Where a time limit cut the episode, s' is the pre-reset observation;
+  after a termination s' is unused (1 − terminal).
+  """
+  after = np.concatenate([roll["obs"][1:], np.asarray(next_obs)[None]], 0)
+  starts = after[roll["terminated"] | roll["truncated"]]
+  init_obs = starts if len(starts) else roll["obs"][0]
+  for t, e, o in roll["final_obs"]:
+    after[t, e] = o
+  return after, init_obs
+
+
+def reps_iteration(cfg, run, state, obs, keys):
+  """One REPS iteration on single-path samples: the dual on Bellman errors (REPS estimates its
+  own state values: no value function), then the weighted maximum-likelihood fit."""
+  k_roll, k_step, _ = keys
+  params, stats = state["params"], state["stats"]
+  T = max(1, cfg["batch"] // cfg["num_envs"])
+  roll, obs, episodes = sampling.single_path(run["env"], obs, run["policy"], params, stats,
+                                             k_roll, T)
+  b = sampling.policy_batch(roll, np.zeros_like(roll["rewards"]), stats)
+  after, init_obs = reps_successors(roll, obs)
+  n = b["obs"].shape[0]
+  next_obs = sampling.normalize(stats, jnp.asarray(after)).reshape(b["obs"].shape)
+  params, info = reps_update(
+      params, b["obs"], b["actions"], next_obs, roll["rewards"].reshape(n),
+      roll["terminated"].reshape(n), sampling.normalize(stats, jnp.asarray(init_obs)),
+      run["policy"], k_step, cfg["gamma"], cfg["reps_epsilon"], cfg["ml_epochs"], cfg["ml_lr"])
+  return {"params": params, "vparams": state["vparams"], "stats": _stats_after(stats, roll),
+          "info": info, "episodes": episodes, "steps": T * cfg["num_envs"], "vf_loss": None}, obs
+
+
+def train(cfg, out=None, resume=False, log=print):
+  """Trains a policy with the comparison method cfg["method"] (a validated config of
+  `train.py`); the same run directory, log and return value as `train.train`."""
+  search = cfg["method"] in SEARCH
+  run, state, ckpt = rundir.start(cfg, out, resume, single_env=search)
+  if search:
+    state["search"] = _search_state(cfg, state["params"], run["saved"])
+  iteration = {"cem": search_train_iteration, "cma": search_train_iteration,
+               "rwr": rwr_iteration, "reps": reps_iteration}[cfg["method"]]
+  try:
+    state, history = rundir.loop(cfg, state, run["obs"], functools.partial(iteration, cfg, run),
+                                 ckpt, log, search_arrays if search else None)
+  finally:
+    run["env"].close()
+  return {"policy": run["policy"], "params": state["params"], "history": history,
+          "config": cfg, "state": state}

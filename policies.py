@@ -22,7 +22,7 @@ CATEGORICAL and FACTORED_CATEGORICAL (a tuple of independent categoricals, Gymna
 `MultiDiscrete`).
 
 A policy is a dict {"init": init(key, obs_shape) -> params, "apply": apply(params, obs[B, ...])
--> µ, "dist": one of the distributions}. `trpo.step` needs nothing else.
+-> µ, "dist": one of the distributions}. `trpo.step` needs only "apply" and "dist".
 
 Parameterisation note: the paper writes µ = [mean, stdev] for the Gaussian and µ = probabilities
 for a categorical; we use µ = (mean, log_std) and µ = logits, which are numerically safer
@@ -218,7 +218,18 @@ FACTORED_CATEGORICAL = {
     "mode": _factored_mode,
 }
 
-DISTRIBUTIONS = {d["name"]: d for d in (GAUSSIAN, CATEGORICAL, FACTORED_CATEGORICAL)}
+
+
+def freeze(policy):
+  """A hashable stand-in for a policy dict: (apply, the distribution's items). jit takes it as a
+  static argument, so that a policy's functions, the user's own included, are compile-time
+  constants without a registry looked up by name; `thaw` gives the dict back."""
+  return policy["apply"], tuple(sorted(policy["dist"].items()))
+
+
+def thaw(frozen):
+  """{"apply", "dist"} from `freeze`'s tuple."""
+  return {"apply": frozen[0], "dist": dict(frozen[1])}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,7 +264,7 @@ def linear(out_dim=1):
   return stax.Dense(out_dim, W_init=jax.nn.initializers.zeros, b_init=jax.nn.initializers.zeros)
 
 
-def _frames_to_nhwc():
+def frames_to_nhwc():
   """Frames [B, C, H, W] (Gymnasium's frame stack puts the stack first) → float NHWC: uint8
   frames scaled to [0, 1]; float frames (already normalised per pixel by the caller, e.g.
   `sampling.normalize` with --normalize-obs) passed through unscaled."""
@@ -281,7 +292,7 @@ def atari_cnn(out_dim, channels=16, kernel=4, hidden=20, pool=2, out_scale=0.01)
   31,218 for Pong's 6 actions, 31,470 for the full 18 (within 7% of the paper's figure; see
   `test_atari_cnn_parameter_count`). `pool=1` gives the unpooled network.
   """
-  layers = [_frames_to_nhwc()]
+  layers = [frames_to_nhwc()]
   if pool > 1:
     layers.append(stax.AvgPool((pool, pool), (pool, pool)))
   layers += [stax.Conv(channels, (kernel, kernel), (2, 2)), stax.Relu,

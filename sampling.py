@@ -12,12 +12,13 @@ continue across iterations. The policy is evaluated once per vector step by one 
 (`act`), compiled once per policy. Vine sampling (Section 5.2) is at the end of the module.
 """
 
+import concurrent.futures
 import functools
+import multiprocessing
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.example_libraries import optimizers, stax
 
 import envs as envs_lib
 import policies
@@ -68,13 +69,18 @@ def normalize(stats, obs):
 # ----------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "dist_name"))
-def act(params, stats, obs, noise, *, apply, dist_name):
-  """a ~ π_θ(·|s) for observations [E, *obs_shape], as the transform of given standard noise
-  (`dist["transform"]`); the most likely action when noise is None."""
-  dist = policies.DISTRIBUTIONS[dist_name]
-  mu = apply(params, normalize(stats, obs))
-  return dist["mode"](mu) if noise is None else dist["transform"](mu, noise)
+@functools.partial(jax.jit, static_argnames=("policy",))
+def _act(params, stats, obs, noise, *, policy):
+  policy = policies.thaw(policy)
+  mu = policy["apply"](params, normalize(stats, obs))
+  return policy["dist"]["mode"](mu) if noise is None else policy["dist"]["transform"](mu, noise)
+
+
+def act(policy, params, stats, obs, noise=None):
+  """a ~ π_θ(·|s) for observations [E, *obs_shape] (normalised with stats), as the transform of
+  given standard noise (`dist["transform"]`); the most likely action when noise is None. One
+  jit-compiled call per policy and shape."""
+  return _act(params, stats, obs, noise, policy=policies.freeze(policy))
 
 
 def rollout_noise(policy, params, obs, key, n_steps):
@@ -85,7 +91,7 @@ def rollout_noise(policy, params, obs, key, n_steps):
   return jax.tree_util.tree_map(np.asarray, policy["dist"]["noise"](key, zeros))
 
 
-def _as_input(obs):
+def as_input(obs):
   """float32 for flat observations (MuJoCo returns float64); uint8 frames stay uint8."""
   obs = np.asarray(obs)
   return obs if obs.dtype == np.uint8 else obs.astype(np.float32)
@@ -101,9 +107,8 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
   episodes that ended.
   """
   space = envs.single_action_space
-  dist_name = policy["dist"]["name"]
   T, E = n_steps, envs.num_envs
-  obs = _as_input(obs)
+  obs = as_input(obs)
   buf = {"obs": np.empty((T, E) + obs.shape[1:], obs.dtype)}
   rewards = np.empty((T, E), np.float32)
   terminated = np.empty((T, E), bool)
@@ -114,7 +119,7 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
   for t in range(T):
     buf["obs"][t] = obs
     noise_t = jax.tree_util.tree_map(lambda x: x[t], noise)
-    a = np.asarray(act(params, stats, obs, noise_t, apply=policy["apply"], dist_name=dist_name))
+    a = np.asarray(act(policy, params, stats, obs, noise_t))
     actions.append(a)
     obs, r, term, trunc, info = envs.step(envs_lib.env_action(space, a))
     rewards[t], terminated[t], truncated[t] = r, term, trunc
@@ -123,8 +128,8 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
         episodes.append((float(info["episode"]["r"][e]), int(info["episode"]["l"][e])))
     if "_final_obs" in info:
       for e in np.flatnonzero(info["_final_obs"] & trunc & ~term):
-        final_obs.append((t, int(e), _as_input(info["final_obs"][e])))
-    obs = _as_input(obs)
+        final_obs.append((t, int(e), as_input(info["final_obs"][e])))
+    obs = as_input(obs)
   rollout = dict(buf, actions=np.stack(actions), rewards=rewards, terminated=terminated,
                  truncated=truncated, final_obs=final_obs)
   return rollout, obs, episodes
@@ -169,66 +174,48 @@ def gae(rewards, values, next_values, terminated, truncated, gamma, lam):
   return adv.astype(np.float32), (adv + values).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------------------------
-# The value function V(s) for GAE.
-# ----------------------------------------------------------------------------------------------
+def flatten(x):
+  """[T, E, ...] → [T·E, ...]: a rollout's time and environment axes as one batch axis."""
+  return x.reshape((-1,) + x.shape[2:])
 
 
-def value_net(obs_shape, hidden=(64, 64)):
-  """V(s): an MLP on the observation; stax (init, apply) → [B, 1].
+def policy_batch(rollout, adv, stats):
+  """The single-path batch of `trpo.step` (Section 5.1) from a rollout and its advantages
+  [T, E]: {"obs" (normalised), "actions", "adv" (standardised)}, each [T·E, ...]."""
+  adv = flatten(adv)
+  # Standardising Â only rescales the surrogate (β is fixed by δ, not by |g|) and centring
+  # acts as a constant baseline, which leaves the expected gradient unchanged (Section 5).
+  adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+  return {"obs": normalize(stats, jnp.asarray(flatten(rollout["obs"]))),
+          "actions": jnp.asarray(flatten(rollout["actions"])), "adv": jnp.asarray(adv)}
 
-  For Atari frames [4, 84, 84] the MLP sees the frames average-pooled 4×4 to [21, 21, 4]. The
-  paper does not use a value function; this one only has to be a useful GAE baseline, and on
-  CPU fitting it costs 0.6 s for 10 epochs on 2,048 frames against 17 s for the policy's CNN.
+
+def gae_advantages(rollout, next_obs, value, gamma, lam):
+  """GAE(λ) advantages and value targets [T, E] for a `single_path` rollout.
+
+  value(obs [B, ...]) -> V [B] (numpy). V(s_{t+1}) is V of the next row, of next_obs [E, ...]
+  after the last step, and of the pre-reset final observation where a time limit cut the
+  episode (bootstrapped: the task would have gone on); true termination gets V = 0 (`gae`).
   """
-  if len(obs_shape) == 3:
-    return stax.serial(policies._frames_to_nhwc(), stax.AvgPool((4, 4), (4, 4)), stax.Flatten,
-                       policies.mlp(hidden, 1, out_scale=1.0))
-  return policies.mlp(hidden, 1, out_scale=1.0)
+  T = rollout["rewards"].shape[0]
+  values = value(flatten(rollout["obs"])).reshape(T, -1)
+  next_values = np.concatenate([values[1:], value(next_obs)[None]], 0)
+  if rollout["final_obs"]:
+    finals = value(np.stack([o for _, _, o in rollout["final_obs"]]))
+    for (t, e, _), v in zip(rollout["final_obs"], finals):
+      next_values[t, e] = v
+  return gae(rollout["rewards"], values, next_values, rollout["terminated"],
+             rollout["truncated"], gamma, lam)
 
 
-@functools.partial(jax.jit, static_argnames=("apply",))
-def value_predict(params, stats, obs, *, apply):
-  """V(s) for obs [B, ...] → [B]."""
-  return apply(params, normalize(stats, obs))[:, 0]
-
-
-def adam_minibatch(loss, params, data, key, *, epochs, n_minibatches, lr):
-  """Minimises loss(params, *minibatch) by Adam (`jax.example_libraries.optimizers`).
-
-  `data` is a tuple of arrays with a common leading axis N; each of `epochs` passes shuffles it
-  into `n_minibatches` minibatches (dropping N mod n_minibatches rows at random). Call it inside
-  a jitted function: `loss` is traced, not a jit argument. Returns the fitted params.
-  """
-  opt_init, opt_update, get_params = optimizers.adam(lr)
-  size = data[0].shape[0]
-  n = size // n_minibatches * n_minibatches
-
-  def epoch(carry, k):
-    idx = jax.random.permutation(k, size)[:n].reshape(n_minibatches, -1)
-
-    def minibatch(carry, ib):
-      state, i = carry
-      g = jax.grad(loss)(get_params(state), *(x[ib] for x in data))
-      return (opt_update(i, g, state), i + 1), None
-    return jax.lax.scan(minibatch, carry, idx)[0], None
-
-  (state, _), _ = jax.lax.scan(epoch, (opt_init(params), 0), jax.random.split(key, epochs))
-  return get_params(state)
-
-
-@functools.partial(jax.jit, static_argnames=("apply", "epochs", "n_minibatches", "lr"))
-def value_fit(params, stats, obs, targets, key, *, apply, epochs=5, n_minibatches=8, lr=1e-3):
-  """Regress V(s) on targets [N] by Adam on ½(V − target)² (see `adam_minibatch`).
-
-  Returns (params, mean squared error after fitting).
-  """
-  def loss(p, xb, yb):
-    return 0.5 * jnp.mean((apply(p, xb)[:, 0] - yb)**2)
-  x = normalize(stats, obs)
-  params = adam_minibatch(loss, params, (x, targets), key, epochs=epochs,
-                          n_minibatches=n_minibatches, lr=lr)
-  return params, 2 * loss(params, x, targets)
+def advantages(rollout, next_obs, predict, estimator, gamma, lam):
+  """(Â [T, E], value targets [T, E] or None) for a `single_path` rollout: GAE(λ) with the
+  value function predict(obs) -> V (`gae_advantages`), or with estimator "mc" the paper's
+  discounted returns (`discounted_returns`; no value function, no targets)."""
+  if estimator == "gae":
+    return gae_advantages(rollout, next_obs, predict, gamma, lam)
+  dones = rollout["terminated"] | rollout["truncated"]
+  return discounted_returns(rollout["rewards"], dones, gamma), None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,8 +245,7 @@ def branch_returns(env, snapshot, first_actions, policy, params, stats, noise, h
       if term or trunc:
         break
       noise_t = jax.tree_util.tree_map(lambda x: x[t], noise)
-      a_t = act(params, stats, _as_input(obs)[None], noise_t, apply=policy["apply"],
-                dist_name=policy["dist"]["name"])
+      a_t = act(policy, params, stats, as_input(obs)[None], noise_t)
       obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a_t)[0]))
       total += discount * float(r)
       discount *= gamma
@@ -293,35 +279,21 @@ def branch_pool(env_id, seed, workers, hidden=(64, 64), linear_policy=False, log
   computed in a worker equals the one computed in-process. Processes start by forkserver, since
   JAX is multithreaded. Pass it to `vine(..., pool=)`; shut it down with `pool.shutdown()`.
   """
-  import concurrent.futures
-  import multiprocessing
   return concurrent.futures.ProcessPoolExecutor(
       workers, mp_context=multiprocessing.get_context("forkserver"),
       initializer=_branch_worker_init,
       initargs=(env_id, seed, tuple(hidden), linear_policy, log_std_init))
 
 
-def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon, gamma,
-         trunk_steps, q="policy", pool=None):
-  """One vine batch (Section 5.2, Figure 1 right).
-
-  Trunk: π_θ runs `trunk_steps` steps in the single environment `env` (episodes continue
-  across calls through `trunk` = {"obs", "ret", "len"}; finished episodes are reset). Rollout
-  set: `n_states` of the trunk's states, chosen uniformly without replacement, each saved with
-  `envs.get_state`. Actions: K = `n_actions` per state drawn from q: "policy" (q = π_old, the
-  paper's choice for continuous control), "uniform" (discrete; the paper's choice on Atari), or
-  "all" (every discrete action once: the all-actions estimator of Eq. (15), K = |A|). Branches:
-  `branch_returns` from each saved state with common random numbers, Q̂ over `horizon` steps,
-  in the worker processes of `pool` (from `branch_pool`) when given, else in this process.
-
-  Returns (batch, trunk, episodes, simulator steps): batch = {"obs" [N, ...], "actions"
-  [N, K, ...], "q" [N, K], "logp_q" [N, K] unless q == "all"} for `trpo.step`; episodes lists
-  the (return, length) of trunk episodes that ended.
-  """
-  space, dist = env.action_space, policy["dist"]
-  k_trunk, k_pick, k_act, k_branch = jax.random.split(key, 4)
-  obs = trunk["obs"]
-  noise = rollout_noise(policy, params, _as_input(obs)[None], k_trunk, trunk_steps)
+def vine_trunk(env, trunk, policy, params, stats, keys, trunk_steps, n_states):
+  """The vine trunk (Section 5.2): π_θ runs `trunk_steps` steps in the single environment `env`
+  from `trunk` = {"obs", "ret", "len"} (episodes continue across calls; finished ones are
+  reset), and saves `n_states` of its states, chosen uniformly without replacement, whole
+  (`envs.get_state`). keys: (for the policy's noise, for the choice of states).
+  Returns (snapshots, states [N, ...], trunk, episodes)."""
+  k_trunk, k_pick = keys
+  space, obs = env.action_space, trunk["obs"]
+  noise = rollout_noise(policy, params, as_input(obs)[None], k_trunk, trunk_steps)
   picks = set(np.asarray(jax.random.choice(k_pick, trunk_steps, (min(n_states, trunk_steps),),
                                             replace=False)).tolist())
   snapshots, states, episodes = [], [], []
@@ -329,35 +301,57 @@ def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon
   for t in range(trunk_steps):
     if t in picks:
       snapshots.append(envs_lib.get_state(env))
-      states.append(_as_input(obs))
-    a = act(params, stats, _as_input(obs)[None], jax.tree_util.tree_map(lambda x: x[t], noise),
-            apply=policy["apply"], dist_name=dist["name"])
+      states.append(as_input(obs))
+    a = act(policy, params, stats, as_input(obs)[None],
+            jax.tree_util.tree_map(lambda x: x[t], noise))
     obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a)[0]))
     ret, length = ret + float(r), length + 1
     if term or trunc:
       episodes.append((ret, length))
       obs, _ = env.reset()
       ret, length = 0.0, 0
-  end = envs_lib.get_state(env)
-  states = np.stack(states)
-  n = len(states)
-  mu = act_params(params, stats, states, apply=policy["apply"])
-  tiled = jax.tree_util.tree_map(lambda x: jnp.repeat(x, n_actions, axis=0), mu)
-  logp_q = None
+  return snapshots, np.stack(states), {"obs": obs, "ret": ret, "len": length}, episodes
+
+
+def vine_actions(policy, params, stats, states, key, n_actions, q, space):
+  """K = n_actions first actions per rollout state from q (Section 5.2): "policy" (q = π_old,
+  the paper's choice for continuous control), "uniform" (discrete; the paper's choice on
+  Atari) or "all" (every discrete action once: the all-actions estimator of Eq. (15)).
+  Returns (actions [N, K, ...], log q [N, K] or None for "all")."""
+  n, dist = len(states), policy["dist"]
   if q == "policy":
-    actions = np.asarray(dist["sample"](k_act, tiled))
+    mu = act_params(params, stats, states, apply=policy["apply"])
+    tiled = jax.tree_util.tree_map(lambda x: jnp.repeat(x, n_actions, axis=0), mu)
+    actions = np.asarray(dist["sample"](key, tiled))
     logp_q = np.asarray(dist["log_prob"](tiled, actions)).reshape(n, n_actions)
-    actions = actions.reshape((n, n_actions) + actions.shape[1:])
-  elif q in ("uniform", "all"):
-    if envs_lib.action_kind(space) != "categorical":
-      raise ValueError(f"q={q!r} needs a Discrete action space, got {space}")
-    if q == "all":
-      actions = np.tile(np.arange(space.n), (n, 1))
-    else:
-      actions = np.asarray(jax.random.randint(k_act, (n, n_actions), 0, space.n))
-      logp_q = np.full((n, n_actions), -np.log(space.n), np.float32)
-  else:
+    return actions.reshape((n, n_actions) + actions.shape[1:]), logp_q
+  if q == "all":
+    return np.tile(np.arange(space.n), (n, 1)), None
+  return (np.asarray(jax.random.randint(key, (n, n_actions), 0, space.n)),
+          np.full((n, n_actions), -np.log(space.n), np.float32))
+
+
+def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon, gamma,
+         trunk_steps, q="policy", pool=None):
+  """One vine batch (Section 5.2, Figure 1 right): `vine_trunk`, then `vine_actions`, then
+  `branch_returns` from each saved state with common random numbers, Q̂ over `horizon` steps,
+  in the worker processes of `pool` (from `branch_pool`) when given, else in this process.
+
+  Returns (batch, trunk, episodes, simulator steps): batch = {"obs" [N, ...], "actions"
+  [N, K, ...], "q" [N, K], "logp_q" [N, K] unless q == "all"} for `trpo.step`; episodes lists
+  the (return, length) of trunk episodes that ended.
+  """
+  space = env.action_space
+  if q not in ("policy", "uniform", "all"):
     raise ValueError(f"q must be 'policy', 'uniform' or 'all', got {q!r}")
+  if q != "policy" and envs_lib.action_kind(space) != "categorical":
+    raise ValueError(f"q={q!r} needs a Discrete action space, got {space}")
+  k_trunk, k_pick, k_act, k_branch = jax.random.split(key, 4)
+  snapshots, states, trunk, episodes = vine_trunk(
+      env, trunk, policy, params, stats, (k_trunk, k_pick), trunk_steps, n_states)
+  end = envs_lib.get_state(env)
+  actions, logp_q = vine_actions(policy, params, stats, states, k_act, n_actions, q, space)
+  n = len(states)
   crns = [rollout_noise(policy, params, states[i:i + 1], key_i, horizon)
           for i, key_i in enumerate(jax.random.split(k_branch, n))]
   if pool is None:
@@ -368,13 +362,12 @@ def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon
     tasks = [(snapshots[i], actions[i], host[0], host[1], crns[i], horizon, gamma)
              for i in range(n)]
     results = list(pool.map(_branch_worker, tasks, chunksize=max(1, n // 16)))
-  q_hat = np.array([qi for qi, _ in results])
-  sim_steps = trunk_steps + sum(used for _, used in results)
   envs_lib.set_state(env, end)           # the trunk carries on from where it stopped
-  batch = {"obs": states, "actions": actions, "q": q_hat.astype(np.float32)}
+  batch = {"obs": states, "actions": actions,
+           "q": np.array([qi for qi, _ in results]).astype(np.float32)}
   if logp_q is not None:
     batch["logp_q"] = logp_q.astype(np.float32)
-  return batch, {"obs": obs, "ret": ret, "len": length}, episodes, sim_steps
+  return batch, trunk, episodes, trunk_steps + sum(used for _, used in results)
 
 
 @functools.partial(jax.jit, static_argnames=("apply",))

@@ -1,0 +1,333 @@
+"""The training program: TRPO from the command line (Section 6's "repeatedly perform").
+
+    python train.py [--env ID] [--steps N] [--seed S] [--out DIR] [hyperparameters]
+    python train.py --resume DIR [--steps N]
+    python train.py --eval DIR [--episodes K]
+
+Each iteration of the TRPO loop (`train`) reads top to bottom: sample with π_θold (single path,
+Section 5.1, or vine, Section 5.2), estimate advantages, take one `trpo.step`, refit the value
+function, log, checkpoint. `--method` picks one of the algorithms of Figure 4; the non-TRPO
+ones (CEM, CMA-ES, RWR, REPS) run in the loop of `baselines.py`. The run directory (checkpoint,
+log, loading a saved policy) is `rundir.py`.
+"""
+
+import argparse
+import functools
+import math
+import signal
+import sys
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import baselines
+import envs
+import rundir
+import sampling
+import trpo
+import value
+
+DEFAULTS = {
+    "env": "CartPole-v1", "steps": 100_000, "seed": 0, "method": "single_path",
+    "delta": 0.01, "gamma": 0.99, "lam": 0.97, "batch": 2048, "num_envs": 8, "cg_iters": 10,
+    "damping": 0.1, "subsample": 0.1, "estimator": "gae", "hidden": (64, 64),
+    "normalize_obs": False, "linear_policy": False, "vf_epochs": 10, "vf_lr": 1e-3,
+    "vectorization": "auto", "log_std_init": 0.0,
+    # Vine (Section 5.2; Table 2 uses N·K = 500 Q-values, K = 4, rollouts of 50 on Swimmer).
+    "vine_states": 125, "vine_actions": 4, "vine_horizon": 50, "vine_q": "policy",
+    "vine_workers": 1,
+    # The comparison methods of Section 8 (see ALGORITHMS and baselines.py).
+    "step_size": 0.1, "population": 20, "elite_frac": 0.2, "search_std": 0.5,
+    "temperature": 1.0, "reps_epsilon": 0.1, "ml_epochs": 10, "ml_lr": 1e-2,
+}
+
+# --method: the algorithms of Figure 4. TRPO with single-path or vine sampling (Section 5); the
+# ablations of Section 8, which sample like single path and change one thing of the update:
+# a fixed step instead of the KL constraint (natural_gradient), the Fisher matrix from score
+# covariances (empirical_fim), the max-KL constraint of Eq. (11) (max_kl); and the non-TRPO
+# baselines of baselines.py (baselines.METHODS).
+ALGORITHMS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl") + \
+    baselines.METHODS
+
+
+def validate_config(cfg):
+  """Raises ValueError naming the first option outside its allowed range. The options of
+  `trpo.step` are checked by `trpo.check_options`, num_envs and vectorization by `envs.make`."""
+  unknown = set(cfg) - set(DEFAULTS)
+  if unknown:
+    raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+  checks = [
+      ("steps", cfg["steps"] >= 1, "an integer >= 1"),
+      ("gamma", 0 < cfg["gamma"] < 1, "in (0, 1)"),
+      ("lam", 0 <= cfg["lam"] <= 1, "in [0, 1]"),
+      ("batch", cfg["batch"] >= cfg["num_envs"], f"an integer >= num_envs ({cfg['num_envs']})"),
+      ("estimator", cfg["estimator"] in ("gae", "mc"), "'gae' or 'mc'"),
+      ("method", cfg["method"] in ALGORITHMS, f"one of {ALGORITHMS}"),
+      ("vine_states", cfg["vine_states"] >= 1, "an integer >= 1"),
+      ("vine_actions", cfg["vine_actions"] >= 1, "an integer >= 1"),
+      ("vine_horizon", cfg["vine_horizon"] >= 1, "an integer >= 1"),
+      ("vine_workers", cfg["vine_workers"] >= 1, "an integer >= 1"),
+      ("hidden", all(int(h) >= 1 for h in cfg["hidden"]), "positive layer sizes"),
+      ("vf_epochs", cfg["vf_epochs"] >= 1, "an integer >= 1"),
+      ("vf_lr", 0 < cfg["vf_lr"] < math.inf, "a number > 0"),
+      ("log_std_init", abs(cfg["log_std_init"]) < 20, "a number in (-20, 20)"),
+  ]
+  for name, ok, allowed in checks:
+    if not ok:
+      raise ValueError(f"{name} must be {allowed}, got {cfg[name]!r}")
+  trpo.check_options(delta=cfg["delta"], damping=cfg["damping"], cg_iters=cfg["cg_iters"],
+                     subsample=cfg["subsample"], step_size=cfg["step_size"])
+  baselines.check_config(cfg)
+
+
+def policy_update(cfg):
+  """update(params, batch, policy, key) -> (params, info) of a TRPO method: `trpo.step` with
+  the config's options, or the Section 8 variant `cfg["method"]` names."""
+  common = {"damping": cfg["damping"], "cg_iters": cfg["cg_iters"],
+            "subsample": cfg["subsample"]}
+  if cfg["method"] == "natural_gradient":
+    return functools.partial(trpo.natural_gradient_step, step_size=cfg["step_size"], **common)
+  fisher = trpo.fisher_vp_empirical if cfg["method"] == "empirical_fim" else \
+      trpo.fisher_vp_analytic
+  constraint = jnp.max if cfg["method"] == "max_kl" else jnp.mean
+  return functools.partial(trpo.step, delta=cfg["delta"], fisher=fisher, constraint=constraint,
+                           **common)
+
+
+def single_path_iteration(cfg, run, state, obs, keys):
+  """Sample `batch` steps with π_θold (Section 5.1); advantages by GAE(λ) with the value
+  function, or the paper's discounted returns (estimator "mc"); one update; refit V.
+  Returns (the iteration's results, the observations that continue the episodes)."""
+  k_roll, k_step, k_vf = keys
+  params, vparams, stats = state["params"], state["vparams"], state["stats"]
+  T, v_apply = max(1, cfg["batch"] // cfg["num_envs"]), run["value"][1]
+  roll, obs, episodes = sampling.single_path(run["env"], obs, run["policy"], params, stats,
+                                             k_roll, T)
+  adv, targets = sampling.advantages(roll, obs, value.predictor(vparams, stats, v_apply),
+                                     cfg["estimator"], cfg["gamma"], cfg["lam"])
+  params, info = run["update"](params, sampling.policy_batch(roll, adv, stats), run["policy"],
+                               k_step)
+  vparams, vf_loss = value.refit(vparams, stats, roll["obs"], targets, k_vf, apply=v_apply,
+                                 epochs=cfg["vf_epochs"], lr=cfg["vf_lr"])
+  if stats is not None:
+    stats = sampling.obs_stats_update(stats, sampling.flatten(roll["obs"]))
+  return {"params": params, "vparams": vparams, "stats": stats, "info": info,
+          "episodes": episodes, "steps": T * cfg["num_envs"], "vf_loss": vf_loss}, obs
+
+
+def vine_iteration(cfg, run, state, trunk, keys):
+  """One vine iteration (Section 5.2): trunk, rollout set, branches (`sampling.vine`), one
+  update on the vine batch. Returns (the iteration's results, the trunk that continues)."""
+  k_roll, k_step, _ = keys
+  params, stats = state["params"], state["stats"]
+  vb, trunk, episodes, n = sampling.vine(
+      run["env"], trunk, run["policy"], params, stats, k_roll, n_states=cfg["vine_states"],
+      n_actions=cfg["vine_actions"], horizon=cfg["vine_horizon"], gamma=cfg["gamma"],
+      trunk_steps=cfg["batch"], q=cfg["vine_q"], pool=run["pool"])
+  # A common shift of Q̂ leaves both vine estimators' gradients unchanged (their weights sum to
+  # one) and the step length is set by δ: standardising only keeps the numbers tame.
+  vb["q"] = (vb["q"] - vb["q"].mean()) / (vb["q"].std() + 1e-8)
+  raw_states = vb["obs"]
+  vb = {k: jnp.asarray(v) for k, v in vb.items()}
+  vb["obs"] = sampling.normalize(stats, vb["obs"])
+  params, info = run["update"](params, vb, run["policy"], k_step)
+  if stats is not None:
+    stats = sampling.obs_stats_update(stats, raw_states)
+  return {"params": params, "vparams": state["vparams"], "stats": stats, "info": info,
+          "episodes": episodes, "steps": n, "vf_loss": None}, trunk
+
+
+def make_config(env_id, steps, seed, out, resume, options):
+  """The run's config: DEFAULTS with the given options, or the saved config of the run in
+  `out` when resuming (with the new step budget); validated."""
+  cfg = dict(DEFAULTS, env=env_id, steps=steps, seed=seed, **options)
+  if resume and not out:
+    raise ValueError("resume=True needs out, the run directory holding checkpoint.npz")
+  if resume:
+    cfg = dict(rundir.load_checkpoint(out)[0], steps=steps)
+  cfg["hidden"] = tuple(cfg["hidden"])
+  validate_config(cfg)
+  return cfg
+
+
+def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
+          resume=False, log=print, **options):
+  """Trains a policy with TRPO (or, by `method`, a Section 8 comparison method).
+
+  With `out`, writes DIR/log.jsonl (one JSON object per iteration) and DIR/checkpoint.npz
+  (atomically, every iteration); `resume=True` continues from that checkpoint. `log` receives
+  one line per iteration. Options are the keys of DEFAULTS. Returns {"policy", "params",
+  "history" (the iterations' records), "config", "state"}.
+  """
+  cfg = make_config(env_id, steps, seed, out, resume, options)
+  if cfg["method"] in baselines.METHODS:
+    return baselines.train(cfg, out, resume, log)
+  vine = cfg["method"] == "vine"
+  run, state, ckpt = rundir.start(cfg, out, resume, single_env=vine)
+  run["update"], run["pool"] = policy_update(cfg), None
+  iteration = functools.partial(vine_iteration if vine else single_path_iteration, cfg, run)
+  carry = {"obs": run["obs"], "ret": 0.0, "len": 0} if vine else run["obs"]
+  try:
+    if vine and cfg["vine_workers"] > 1:
+      run["pool"] = sampling.branch_pool(cfg["env"], cfg["seed"], cfg["vine_workers"],
+                                         cfg["hidden"], cfg["linear_policy"],
+                                         cfg["log_std_init"])
+    state, history = rundir.loop(cfg, state, carry, iteration, ckpt, log)
+  finally:
+    run["env"].close()
+    if run["pool"] is not None:
+      run["pool"].shutdown()
+  return {"policy": run["policy"], "params": state["params"], "history": history,
+          "config": cfg, "state": state}
+
+
+def evaluate(run_dir, episodes=10, seed=12345):
+  """Runs the saved policy deterministically (the mode of π) for `episodes` episodes.
+
+  Returns the list of undiscounted episode returns.
+  """
+  saved = rundir.load_policy(run_dir, seed)
+  env, obs, returns = saved["env"], saved["obs"], []
+  try:
+    while len(returns) < episodes:
+      a = sampling.act(saved["policy"], saved["params"], saved["stats"], sampling.as_input(obs))
+      obs, _, _, _, info = env.step(envs.env_action(env.single_action_space, np.asarray(a)))
+      if "_episode" in info and info["_episode"][0]:
+        returns.append(float(info["episode"]["r"][0]))
+  finally:
+    env.close()
+  return returns
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line.
+# ----------------------------------------------------------------------------------------------
+
+
+def _parse_hidden(text):
+  try:
+    sizes = tuple(int(x) for x in text.split(",") if x.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"--hidden must be comma-separated integers, got {text!r}")
+  if not sizes or min(sizes) < 1:
+    raise argparse.ArgumentTypeError(f"--hidden must be positive integers, got {text!r}")
+  return sizes
+
+
+FLAGS = [   # (option, type or choices, help) for the command line
+    ("delta", float, "max mean KL δ (Eq. (12))"),
+    ("gamma", float, "discount γ"),
+    ("lam", float, "GAE λ"),
+    ("batch", int, "environment steps per iteration (vine: the trunk length)"),
+    ("num_envs", int, "parallel environments (single path)"),
+    ("cg_iters", int, "conjugate-gradient iterations k"),
+    ("damping", float, "added to the Fisher matrix in CG"),
+    ("subsample", float, "fraction of the batch for Fisher-vector products"),
+    ("estimator", ("gae", "mc"), "gae: GAE(λ) with a value function; mc: the paper's returns"),
+    ("hidden", "sizes", "hidden layer sizes, e.g. 64,64"),
+    ("normalize_obs", bool, "running observation normalization"),
+    ("linear_policy", bool, "a linear policy (no hidden layer)"),
+    ("vf_epochs", int, "value-function epochs per iteration"),
+    ("vf_lr", float, "value-function Adam learning rate"),
+    ("vectorization", envs.VECTORIZATION, "auto: async for Atari, sync otherwise"),
+    ("log_std_init", float, "initial log standard deviation of a Gaussian policy"),
+    ("method", ALGORITHMS, "the algorithm (Section 8): TRPO single_path or vine, an ablation, or "
+     "a baseline of baselines.py"),
+    ("vine_states", int, "vine: N, states in the rollout set"),
+    ("vine_actions", int, "vine: K, actions (branches) per state"),
+    ("vine_horizon", int, "vine: T, length of each branch rollout"),
+    ("vine_q", ("policy", "uniform", "all"), "vine: q (all: every discrete action, Eq. (15))"),
+    ("vine_workers", int, "vine: processes for the branch rollouts (1: in this process)"),
+    ("step_size", float, "natural_gradient: the fixed step 1/λ along A⁻¹g"),
+    ("population", int, "cem, cma: candidates per iteration (one episode each)"),
+    ("elite_frac", float, "cem: fraction of candidates refitted to"),
+    ("search_std", float, "cem, cma: initial standard deviation of the parameter search"),
+    ("temperature", float, "rwr: τ in the weights exp(Â/τ) (Â standardised)"),
+    ("reps_epsilon", float, "reps: the KL bound ε"),
+    ("ml_epochs", int, "rwr, reps: Adam epochs of the weighted maximum-likelihood fit"),
+    ("ml_lr", float, "rwr, reps: Adam learning rate of that fit"),
+]
+
+
+def parser():
+  """The command line's argparse parser: the run flags and one flag per option of FLAGS."""
+  ap = argparse.ArgumentParser(
+      prog="train.py", description="Train a policy with TRPO (Schulman et al., 2015).")
+  ap.add_argument("--env", default=DEFAULTS["env"], help="Gymnasium id (default CartPole-v1)")
+  ap.add_argument("--steps", type=int, default=None,
+                  help=f"environment steps in total (default {DEFAULTS['steps']})")
+  ap.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+  ap.add_argument("--out", default=None, help="run directory (default runs/ENV-seedS)")
+  ap.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+  ap.add_argument("--eval", metavar="DIR", help="evaluate the policy saved in DIR")
+  ap.add_argument("--episodes", type=int, default=10, help="episodes for --eval")
+  for name, kind, help_text in FLAGS:
+    flag = "--" + name.replace("_", "-")
+    if kind is bool:
+      ap.add_argument(flag, action="store_true", help=help_text)
+    elif isinstance(kind, tuple):
+      ap.add_argument(flag, choices=kind, default=DEFAULTS[name], help=help_text)
+    else:
+      ap.add_argument(flag, type=_parse_hidden if kind == "sizes" else kind,
+                      default=DEFAULTS[name], help=help_text)
+  return ap
+
+
+def fail(message, prog="train.py"):
+  """The command line's one-line error on stderr; returns exit status 2."""
+  print(f"{prog}: error: {message}", file=sys.stderr)
+  return 2
+
+
+def run_command(args):
+  """Evaluates, resumes or starts the run the parsed flags ask for; returns the exit status."""
+  if args.eval:
+    if args.episodes < 1:
+      return fail(f"--episodes must be >= 1, got {args.episodes}")
+    returns = evaluate(args.eval, args.episodes)
+    for i, r in enumerate(returns):
+      print(f"episode {i + 1}: return {r:.2f}")
+    print(f"mean_return: {np.mean(returns):.2f}")
+    return 0
+  if args.resume:
+    cfg, _ = rundir.load_checkpoint(args.resume)
+    steps = args.steps if args.steps is not None else cfg["steps"]
+    train(cfg["env"], steps, cfg["seed"], out=args.resume, resume=True)
+    return 0
+  out = args.out or f"runs/{args.env.replace('/', '_')}-seed{args.seed}"
+  train(args.env, args.steps if args.steps is not None else DEFAULTS["steps"], args.seed,
+        out=out, **{name: getattr(args, name) for name, _, _ in FLAGS})
+  print(f"saved to {out}")
+  return 0
+
+
+def main(argv=None):
+  """python train.py [--env ID] [--steps N] [--seed S] [--out DIR] [hyperparameters];
+  python train.py --resume DIR [--steps N]; python train.py --eval DIR [--episodes K]."""
+  ap = parser()
+  ap.error = lambda message: sys.exit(fail(message))   # argparse's errors, as one line too
+  args = ap.parse_args(argv)
+
+  # `kill PID` (SIGTERM) stops a run as Ctrl-C does, and Ctrl-C works even for a run started in
+  # the background (where the shell sets SIGINT to be ignored): both end in the one-line message
+  # below, with the last completed iteration in the (atomically written) checkpoint.
+  def interrupt(signum, frame):
+    raise KeyboardInterrupt
+  previous = {}
+  if threading.current_thread() is threading.main_thread():
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    return run_command(args)
+  except ValueError as e:
+    return fail(str(e).splitlines()[0])
+  except KeyboardInterrupt:
+    return fail("interrupted; the last completed iteration is in the checkpoint")
+  finally:   # main() may be called from other code (the tests): give back its handlers
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
