@@ -2,8 +2,9 @@
 
 A separate file because these are not parts of TRPO: they are the paper's comparison points, and
 each uses the same policies (`policies.py`), environments (`envs.py`), sampling, run directory
-(`rundir.py`) and command line (`python train.py --method cem|cma|rwr|reps`) as TRPO, through a
-training loop of its own (`train`).
+(`rundir.py`) and command line (`python train.py --method cem|cma|rwr|reps`) as TRPO. CEM,
+CMA-ES and REPS run in a training loop of their own (`train`); RWR differs from single-path
+TRPO only in its update (`rwr_step`) and runs in train.py's single-path loop.
 
 Derivative-free search over the flat parameter vector θ, each candidate scored by the return of
 one episode of the deterministic policy (the mode of π_θ):
@@ -35,7 +36,10 @@ import rundir
 import sampling
 import value
 
-METHODS = ("cem", "cma", "rwr", "reps")   # the --method names of train.py
+# The --method names of train.py run by `train` below. RWR samples and estimates advantages
+# exactly as single-path TRPO does and differs only in its update: train.py runs it in the
+# single-path TRPO loop with `rwr_step` as the update (chosen once, like natural gradient).
+METHODS = ("cem", "cma", "reps")
 SEARCH = ("cem", "cma")
 
 # ----------------------------------------------------------------------------------------------
@@ -183,12 +187,13 @@ def _kl_info(policy, old_params, new_params, obs):
   return {"kl": kl, "actual_improve": jnp.nan, "backtracks": 0, "accepted": True}
 
 
-def rwr_update(params, obs, actions, adv, policy, key, temperature=1.0, epochs=10, lr=1e-2):
-  """One RWR iteration: weights from advantages, then the weighted maximum-likelihood fit.
-  Returns (params, info) like `trpo.step`."""
-  w = rwr_weights(adv, temperature)
-  new = weighted_ml(policy, params, obs, actions, w, key, epochs=epochs, lr=lr)
-  return new, _kl_info(policy, params, new, obs)
+def rwr_step(params, batch, policy, key, temperature=1.0, epochs=10, lr=1e-2):
+  """One RWR update on a single-path batch {"obs", "actions", "adv"} (as for `trpo.step`):
+  weights from the advantages, then the weighted maximum-likelihood fit. Returns (params, info)
+  like `trpo.step`."""
+  w = rwr_weights(batch["adv"], temperature)
+  new = weighted_ml(policy, params, batch["obs"], batch["actions"], w, key, epochs=epochs, lr=lr)
+  return new, _kl_info(policy, params, new, batch["obs"])
 
 
 def reps_update(params, obs, actions, next_obs, rewards, terminated, init_obs, policy, key,
@@ -232,7 +237,7 @@ def search_iteration(method, search, env, policy, unravel, stats, rng, populatio
 
 
 # ----------------------------------------------------------------------------------------------
-# The training loop of the comparison methods (`python train.py --method cem|cma|rwr|reps`).
+# The training loop of CEM, CMA-ES and REPS (`python train.py --method cem|cma|reps`).
 # ----------------------------------------------------------------------------------------------
 
 
@@ -294,26 +299,6 @@ def search_train_iteration(cfg, run, state, carry, keys):
           "episodes": episodes, "steps": sum(n for _, n in episodes), "vf_loss": None}, carry
 
 
-def rwr_iteration(cfg, run, state, obs, keys):
-  """One RWR iteration: single-path samples and their advantages as TRPO gets them
-  (`sampling.advantages`), the weighted maximum-likelihood fit, the value refit."""
-  k_roll, k_step, k_vf = keys
-  params, vparams, stats = state["params"], state["vparams"], state["stats"]
-  T, v_apply = max(1, cfg["batch"] // cfg["num_envs"]), run["value"][1]
-  roll, obs, episodes = sampling.single_path(run["env"], obs, run["policy"], params, stats,
-                                             k_roll, T)
-  adv, targets = sampling.advantages(roll, obs, value.predictor(vparams, stats, v_apply),
-                                     cfg["estimator"], cfg["gamma"], cfg["lam"])
-  b = sampling.policy_batch(roll, adv, stats)
-  params, info = rwr_update(params, b["obs"], b["actions"], b["adv"], run["policy"], k_step,
-                            cfg["temperature"], cfg["ml_epochs"], cfg["ml_lr"])
-  vparams, vf_loss = value.refit(vparams, stats, roll["obs"], targets, k_vf, apply=v_apply,
-                                 epochs=cfg["vf_epochs"], lr=cfg["vf_lr"])
-  return {"params": params, "vparams": vparams, "stats": _stats_after(stats, roll),
-          "info": info, "episodes": episodes, "steps": T * cfg["num_envs"],
-          "vf_loss": vf_loss}, obs
-
-
 def _stats_after(stats, roll):
   return None if stats is None else sampling.obs_stats_update(stats, sampling.flatten(roll["obs"]))
 
@@ -361,8 +346,7 @@ def train(cfg, out=None, resume=False, log=print):
   run, state, ckpt = rundir.start(cfg, out, resume, single_env=search)
   if search:
     state["search"] = _search_state(cfg, state["params"], run["saved"])
-  iteration = {"cem": search_train_iteration, "cma": search_train_iteration,
-               "rwr": rwr_iteration, "reps": reps_iteration}[cfg["method"]]
+  iteration = search_train_iteration if search else reps_iteration
   try:
     state, history = rundir.loop(cfg, state, run["obs"], functools.partial(iteration, cfg, run),
                                  ckpt, log, search_arrays if search else None)

@@ -19,7 +19,9 @@ four emulated frames and resize per step outweigh the round trip (async/sync 1.2
 
 import copy
 
+import ale_py
 import gymnasium as gym
+import mujoco
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
@@ -36,7 +38,6 @@ _registered_ale = False
 def _register_ale():
   global _registered_ale
   if not _registered_ale:
-    import ale_py
     gym.register_envs(ale_py)
     _registered_ale = True
 
@@ -188,7 +189,6 @@ def _simulator_state(base):
     # generator (include_rng), so that restored rollouts replay exactly.
     return ("ale", base.ale.cloneState(include_rng=True))
   if hasattr(base, "data") and hasattr(base, "model"):
-    import mujoco
     # mjSTATE_INTEGRATION: time, qpos, qvel, act (actuator state), warm-start accelerations,
     # controls and applied forces — everything mj_step reads.
     spec = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -226,6 +226,5 @@ def set_state(env, state):
   if kind == "ale":
     base.ale.restoreState(sim)
   elif kind == "mujoco":
-    import mujoco
     mujoco.mj_setState(base.model, base.data, sim, mujoco.mjtState.mjSTATE_INTEGRATION)
     mujoco.mj_forward(base.model, base.data)

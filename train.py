@@ -44,11 +44,11 @@ DEFAULTS = {
 }
 
 # --method: the algorithms of Figure 4. TRPO with single-path or vine sampling (Section 5); the
-# ablations of Section 8, which sample like single path and change one thing of the update:
-# a fixed step instead of the KL constraint (natural_gradient), the Fisher matrix from score
-# covariances (empirical_fim), the max-KL constraint of Eq. (11) (max_kl); and the non-TRPO
-# baselines of baselines.py (baselines.METHODS).
-ALGORITHMS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl") + \
+# methods that sample like single path and change only the update: a fixed step instead of the
+# KL constraint (natural_gradient), the Fisher matrix from score covariances (empirical_fim),
+# the max-KL constraint of Eq. (11) (max_kl), reward-weighted regression (rwr); and the
+# baselines with a loop of their own in baselines.py (baselines.METHODS: CEM, CMA-ES, REPS).
+ALGORITHMS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl", "rwr") + \
     baselines.METHODS
 
 
@@ -83,8 +83,11 @@ def validate_config(cfg):
 
 
 def policy_update(cfg):
-  """update(params, batch, policy, key) -> (params, info) of a TRPO method: `trpo.step` with
-  the config's options, or the Section 8 variant `cfg["method"]` names."""
+  """update(params, batch, policy, key) -> (params, info) of a single-path or vine method:
+  `trpo.step` with the config's options, or the Section 8 variant `cfg["method"]` names."""
+  if cfg["method"] == "rwr":
+    return functools.partial(baselines.rwr_step, temperature=cfg["temperature"],
+                             epochs=cfg["ml_epochs"], lr=cfg["ml_lr"])
   common = {"damping": cfg["damping"], "cg_iters": cfg["cg_iters"],
             "subsample": cfg["subsample"]}
   if cfg["method"] == "natural_gradient":
@@ -155,6 +158,11 @@ def make_config(env_id, steps, seed, out, resume, options):
 def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
           resume=False, log=print, **options):
   """Trains a policy with TRPO (or, by `method`, a Section 8 comparison method).
+
+  Each single-path iteration: sample `batch` environment steps with π_θold (Section 5.1);
+  estimate advantages (GAE(λ) with a learned value function, or the paper's discounted returns
+  with `estimator="mc"`); standardise them; take one update; refit the value function.
+  `method="vine"` samples by the vine method instead (Section 5.2).
 
   With `out`, writes DIR/log.jsonl (one JSON object per iteration) and DIR/checkpoint.npz
   (atomically, every iteration); `resume=True` continues from that checkpoint. `log` receives

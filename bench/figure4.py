@@ -2,7 +2,7 @@
 
   python bench/figure4.py [--tasks cartpole swimmer hopper walker] [--jobs 2] [--plot-only]
 
-Each run is `python trpo.py --env ENV --method M --seed S --steps N --out
+Each run is `python train.py --env ENV --method M --seed S --steps N --out
 runs/figure4/TASK/M-seedS FLAGS` (the task's FLAGS are the same for every method, so methods
 differ only in their update). A run whose log already reaches its budget is not run again, so an
 interrupted figure continues where it stopped. Natural gradient first sweeps its fixed step size
@@ -70,7 +70,7 @@ def _done(run_dir, steps):
 def _command(task, method, seed, run_dir, extra=()):
   t = TASKS[task]
   return (f"{task} {method} seed {seed}",
-          [sys.executable, os.path.join(ROOT, "trpo.py"), "--env", t["env"], "--method",
+          [sys.executable, os.path.join(ROOT, "train.py"), "--env", t["env"], "--method",
            method, "--seed", str(seed), "--steps", str(t["steps"]), "--out", run_dir]
           + t["flags"] + list(extra), run_dir)
 

@@ -1,9 +1,9 @@
-"""Learning curves: run `trpo.py` for several seeds and summarise them into results/.
+"""Learning curves: run `train.py` for several seeds and summarise them into results/.
 
   python bench/learning.py --env Hopper-v5 --seeds 0 1 2 --steps 1000000 [--jobs 2] \
-      [--name NAME] -- [trpo.py flags, e.g. --batch 2048 --delta 0.02 --normalize-obs]
+      [--name NAME] -- [train.py flags, e.g. --batch 2048 --delta 0.02 --normalize-obs]
 
-Each seed runs as `python trpo.py --env ENV --seed S --steps N --out runs/NAME-seedS FLAGS`
+Each seed runs as `python train.py --env ENV --seed S --steps N --out runs/NAME-seedS FLAGS`
 (at most --jobs at a time; 2 cores here). Then it writes results/NAME.csv (seed, iteration,
 steps, mean_return, kl, seconds) and appends to results/NAME.txt the command, and per seed the
 mean return over the last 10 iterations, the first step count at which an iteration's mean
@@ -66,7 +66,7 @@ def main():
   name = args.name or args.env.replace("/", "_")
   runs = {s: os.path.join(ROOT, "runs", f"{name}-seed{s}") for s in args.seeds}
   if not args.summarize_only:
-    run_commands([(f"seed {s}", [sys.executable, os.path.join(ROOT, "trpo.py"), "--env",
+    run_commands([(f"seed {s}", [sys.executable, os.path.join(ROOT, "train.py"), "--env",
                                  args.env, "--seed", str(s), "--steps", str(args.steps),
                                  "--out", runs[s]] + extra, runs[s]) for s in args.seeds],
                  args.jobs)

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sampling  # noqa: E402
-import trpo  # noqa: E402
+import rundir  # noqa: E402
 
 
 def main():
@@ -28,7 +28,9 @@ def main():
   ap.add_argument("--steps", type=int, default=3000)
   ap.add_argument("--seed", type=int, default=7)
   args = ap.parse_args()
-  cfg, venv, obs, policy, params, stats = trpo.load_policy(args.run_dir, args.seed)
+  saved = rundir.load_policy(args.run_dir, args.seed)
+  cfg, venv, obs, policy = saved["config"], saved["env"], saved["obs"], saved["policy"]
+  params, stats = saved["params"], saved["stats"]
   if policy["dist"]["name"] != "categorical":
     venv.close()
     sys.exit(f"policy_probe: needs a categorical policy, the run's is {policy['dist']['name']}")
@@ -39,7 +41,7 @@ def main():
   rng, probs, ended, ret = np.random.default_rng(args.seed), [], [], 0.0
   try:
     for t in range(args.steps):
-      x = sampling.normalize(stats, jnp.asarray(sampling._as_input(obs)))
+      x = sampling.normalize(stats, jnp.asarray(sampling.as_input(obs)))
       p = np.asarray(jax.nn.softmax(policy["apply"](params, x)["logits"], -1), np.float64)[0]
       probs.append(p)
       obs, r, term, trunc, _ = venv.step(np.array([rng.choice(len(p), p=p / p.sum())]))

@@ -47,7 +47,7 @@ def make_batch(params, n, seed=0):
 
 @jax.jit
 def surrogate_grad(params, batch):
-  return jax.grad(lambda p: trpo.surrogate(POLICY["apply"], POLICY["dist"], p, batch))(params)
+  return jax.grad(lambda p: trpo.surrogate(POLICY, p, batch))(params)
 
 
 def timeit(fn, repeats):
@@ -73,7 +73,7 @@ def main():
       "grad": lambda: surrogate_grad(params, b),
       "step_sub": lambda: trpo.step(params, b, POLICY, key, subsample=0.1),
       "step_full": lambda: trpo.step(params, b, POLICY, key, subsample=1.0),
-      "step_hessian": lambda: trpo.step(params, b, POLICY, key, subsample=1.0, fisher="hessian"),
+      "step_hessian": lambda: trpo.step(params, b, POLICY, key, subsample=1.0, fisher=trpo.fisher_vp_hessian),
       "step_10k": lambda: trpo.step(params, batches[10_000], POLICY, key, subsample=0.1),
       "step_250k": lambda: trpo.step(params, batches[250_000], POLICY, key, subsample=0.1),
   }

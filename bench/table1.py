@@ -7,15 +7,15 @@ of Figure 3 (policies.atari_cnn), δ = 0.01, γ = 0.99; vine with q = uniform ov
 What is scaled down: the paper takes 500 iterations of 100K (single path) or 400K (vine) steps;
 here an iteration is 2,048 steps (single path: 8 environments × 256; vine: a 2,048-step trunk,
 N = 64 states × K = 4 uniform actions × T = 50 steps of branches), and single path uses GAE(λ =
-0.95) with a small value function (sampling.value_net) instead of the paper's discounted returns,
+0.95) with a small value function (value.value_net) instead of the paper's discounted returns,
 because with the paper's estimator 1M steps did not improve Pong at all (results/ALE_Pong-v5.txt);
 and frames are normalised per pixel by running statistics (--normalize-obs), because with frames
 in [0, 1] the CNN's features hardly vary between states and the policy learned only action
 frequencies (results/ALE_Pong-v5-gae-raw-frames.txt).
 
-Each method runs as `python trpo.py --env ALE/GAME-v5 --method M --steps N --out
+Each method runs as `python train.py --env ALE/GAME-v5 --method M --steps N --out
 runs/table1/GAME-M FLAGS`; a run whose log already reaches N is skipped, one with a checkpoint
-is carried on with `trpo.py --resume` (so a longer --steps extends it). Then each run's curve
+is carried on with `train.py --resume` (so a longer --steps extends it). Then each run's curve
 (steps, return, seconds per iteration) is copied to results/table1/GAME-M.csv, and
 results/table1-GAME.txt gets, for both methods: the command, the score (the mean
 training-episode return over the last 10% of its steps, as the paper's learning curves), the
@@ -46,8 +46,8 @@ FULL_STEPS = {"single_path": 500 * 100_000, "vine": 500 * 400_000}   # Table 3
 
 
 def _command(env, seed, steps, method):
-  """The trpo.py command line of one Table 1 run."""
-  return [sys.executable, os.path.join(ROOT, "trpo.py"), "--env", env, "--method", method,
+  """The train.py command line of one Table 1 run."""
+  return [sys.executable, os.path.join(ROOT, "train.py"), "--env", env, "--method", method,
           "--seed", str(seed), "--steps", str(steps), "--out",
           _run_dir(env, method)] + FLAGS[method]
 
@@ -137,7 +137,7 @@ def main():
       if log and log[-1]["steps"] >= args.steps:
         continue
       if os.path.exists(os.path.join(runs[m], "checkpoint.npz")):   # carry on a stopped run
-        todo.append((m, [sys.executable, os.path.join(ROOT, "trpo.py"), "--resume", runs[m],
+        todo.append((m, [sys.executable, os.path.join(ROOT, "train.py"), "--resume", runs[m],
                          "--steps", str(args.steps)], runs[m]))
       else:
         todo.append((m, cmds[m], runs[m]))

@@ -1,6 +1,6 @@
 """How much the learner costs next to the simulator, as a ratio measured in one run.
 
-Runs TRPO training (`trpo.train`) for --steps environment steps, then steps the same vector
+Runs TRPO training (`train.train`) for --steps environment steps, then steps the same vector
 environment (same id, number of copies and seed) with random actions for the same number of
 steps, and prints the wall-time ratio. The training time excludes the first iteration, which
 includes JAX's one-off compilation, and the env-only loop is timed over the same number of
@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
-import trpo  # noqa: E402
+import train  # noqa: E402
 
 
 def main():
@@ -30,9 +30,9 @@ def main():
   args = ap.parse_args()
   times = []
   t_start = time.perf_counter()
-  _, _, hist, cfg, _ = trpo.train(args.env, args.steps, seed=0, batch=args.batch,
-                                  num_envs=args.num_envs, normalize_obs=True,
-                                  log=lambda s: times.append(time.perf_counter()))
+  hist = train.train(args.env, args.steps, seed=0, batch=args.batch, num_envs=args.num_envs,
+                     normalize_obs=True,
+                     log=lambda s: times.append(time.perf_counter()))["history"]
   t_total = time.perf_counter() - t_start
   train_time = times[-1] - times[0]            # iterations 2..n, after compilation
   train_steps = hist[-1]["steps"] - hist[0]["steps"]

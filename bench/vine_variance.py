@@ -28,6 +28,7 @@ from jax.flatten_util import ravel_pytree
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
 import sampling  # noqa: E402
+import train  # noqa: E402
 import trpo  # noqa: E402
 
 
@@ -52,9 +53,8 @@ def main():
   ap.add_argument("--horizon", type=int, default=50, help="vine branch length T")
   ap.add_argument("--actions", type=int, default=4, help="vine K (discrete: every action)")
   args = ap.parse_args()
-  policy, params, _, cfg, state = trpo.train(args.env, args.train_steps, seed=0,
-                                             log=lambda s: None)
-  stats = state["stats"]
+  trained = train.train(args.env, args.train_steps, seed=0, log=lambda s: None)
+  policy, params, stats = trained["policy"], trained["params"], trained["state"]["stats"]
   apply, dist = policy["apply"], policy["dist"]
   flat0, unravel = ravel_pytree(params)
   probe, _ = envs.make_single(args.env)
@@ -76,8 +76,7 @@ def main():
     a = jnp.asarray(roll["actions"].reshape((-1,) + roll["actions"].shape[2:]))
     b = {"obs": o, "actions": a, "adv": jnp.asarray(q),
          "logp_q": dist["log_prob"](apply(params, o), a)}
-    sp_grads.append(np.asarray(jax.grad(lambda f: trpo.surrogate(apply, dist, unravel(f), b))(
-        flat0)))
+    sp_grads.append(np.asarray(jax.grad(lambda f: trpo.surrogate(policy, unravel(f), b))(flat0)))
     sp_steps.append(q.size)
     # Vine with the same simulator budget: trunk + N·K branches of length T.
     k = space.n if discrete else args.actions
@@ -89,11 +88,10 @@ def main():
                                    horizon=args.horizon, gamma=args.gamma, trunk_steps=trunk_len,
                                    q="all" if discrete else "policy")
     env.close()
-    vo = sampling.normalize(stats, jnp.asarray(vb["obs"]))
-    lq = jnp.asarray(vb["logp_q"]) if "logp_q" in vb else None
-    vine_grads.append(np.asarray(jax.grad(lambda f: trpo.vine_surrogate(
-        apply, dist, unravel(f), vo, jnp.asarray(vb["actions"]), jnp.asarray(vb["q"]), lq))(
-            flat0)))
+    vb = {k: jnp.asarray(v) for k, v in vb.items()}
+    vb["obs"] = sampling.normalize(stats, vb["obs"])
+    vine_grads.append(np.asarray(jax.grad(lambda f: trpo.vine_surrogate(policy, unravel(f), vb))(
+        flat0)))
     vine_steps.append(used)
   sp_snr, sp_cos = stats_of(sp_grads)
   v_snr, v_cos = stats_of(vine_grads)

@@ -1,0 +1,119 @@
+"""Tests of the project's shape (README "What is where") and of the README's Python snippets.
+
+The library is the top-level modules (not tests, not bench/). Code lines are counted without
+blank, comment and docstring lines, by Python's own tokenizer and parser.
+"""
+
+import ast
+import io
+import os
+import re
+import tokenize
+
+import pytest
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+LIBRARY = sorted(f[:-3] for f in os.listdir(ROOT)
+                 if f.endswith(".py") and not f.startswith(("test_", "conftest")))
+OPTIONAL_EXTRAS = {"cma", "matplotlib"}   # imported inside the functions that need them
+
+
+def _source(module):
+  with open(os.path.join(ROOT, module + ".py"), encoding="utf-8") as f:
+    return f.read()
+
+
+def code_lines(source):
+  """The line numbers holding code: no blank, comment-only or docstring lines."""
+  tree = ast.parse(source)
+  docs = set()
+  for node in ast.walk(tree):
+    body = getattr(node, "body", None)
+    if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and body and \
+        isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
+        isinstance(body[0].value.value, str):
+      docs.update(range(body[0].lineno, body[0].end_lineno + 1))
+  lines = set()
+  skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+          tokenize.ENDMARKER}
+  for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+    if tok.type not in skip:
+      lines.update(range(tok.start[0], tok.end[0] + 1))
+  return lines - docs
+
+
+def test_code_line_counter_skips_docstrings_comments_and_blanks():
+  source = 'def f(x):\n  """Doc\n  string."""\n\n  # comment\n  return (x +\n          1)\n'
+  assert sorted(code_lines(source)) == [1, 6, 7]
+
+
+def test_library_size_and_function_length():
+  sizes = {m: len(code_lines(_source(m))) for m in LIBRARY}
+  assert sizes["trpo"] <= 220, sizes
+  assert sum(sizes.values()) <= 2000, sizes
+  for m in LIBRARY:
+    source = _source(m)
+    lines = code_lines(source)
+    for node in ast.walk(ast.parse(source)):
+      assert not isinstance(node, ast.ClassDef), f"{m}.py: class {node.name}"
+      if isinstance(node, ast.FunctionDef):
+        n = len([l for l in lines if node.lineno <= l <= node.end_lineno])
+        assert n <= 50, f"{m}.{node.name} has {n} code lines"
+
+
+def _imports(module):
+  """(module names imported at the top level, those imported inside functions)."""
+  tree = ast.parse(_source(module))
+  top, inner = set(), set()
+  for node in ast.walk(tree):
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+      names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+      (top if node in tree.body else inner).update(n.split(".")[0] for n in names)
+  return top, inner
+
+
+def test_imports_at_the_top_and_no_cycles():
+  graph = {}
+  for m in LIBRARY:
+    top, inner = _imports(m)
+    assert inner <= OPTIONAL_EXTRAS, f"{m}.py imports {inner - OPTIONAL_EXTRAS} in a function"
+    graph[m] = top & set(LIBRARY)
+  assert graph["trpo"] <= {"cg", "policies"}, graph["trpo"]
+  done, active = set(), []
+
+  def visit(m):
+    assert m not in active, f"import cycle: {' -> '.join(active + [m])}"
+    if m not in done:
+      active.append(m)
+      for d in graph[m]:
+        visit(d)
+      active.pop()
+      done.add(m)
+  for m in LIBRARY:
+    visit(m)
+
+
+def test_no_private_names_across_modules():
+  pattern = re.compile(r"\b(" + "|".join(LIBRARY) + r"|envs_lib)\._[A-Za-z]")
+  files = [f for f in os.listdir(ROOT) if f.endswith(".py")]
+  files += [os.path.join("bench", f) for f in os.listdir(os.path.join(ROOT, "bench"))
+            if f.endswith(".py")]
+  for f in files:
+    with open(os.path.join(ROOT, f), encoding="utf-8") as fh:
+      for i, line in enumerate(fh, 1):
+        assert not pattern.search(line.split("#")[0]), f"{f}:{i}: {line.strip()}"
+
+
+def _readme_snippets():
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    return re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+
+
+def test_readme_has_python_snippets():
+  assert len(_readme_snippets()) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(_readme_snippets())))
+def test_readme_python_snippet_runs_as_written(index, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)          # a snippet that writes a run directory writes it here
+  exec(compile(_readme_snippets()[index], f"README.md snippet {index}", "exec"), {})
