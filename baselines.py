@@ -22,7 +22,6 @@ Policy search by weighted maximum likelihood on single-path samples (the EM-like
 
 import functools
 import math
-import pickle
 
 import jax
 import jax.numpy as jnp
@@ -73,9 +72,15 @@ def cem_tell(search, thetas, scores, elite_frac=0.2, extra_std=0.0):
   return {"mean": elite.mean(0), "std": np.sqrt(elite.var(0) + extra_std**2)}
 
 
-def cma_init(theta, std, population, seed):
-  """A `cma.CMAEvolutionStrategy` started at θ with step size std (the package's own object:
-  `es.ask()` → candidates, `es.tell(candidates, costs)`; it minimises, so pass −returns)."""
+def cma_init(theta, std, population, seed, costs=()):
+  """The CMA-ES search state {"es", "costs"}: a `cma.CMAEvolutionStrategy` started at θ with
+  step size std (the package's own object: `es.ask()` → candidates, `es.tell(candidates,
+  costs)`; it minimises, so pass −returns), and the costs told so far [iterations, population].
+
+  Given the costs of earlier iterations, it replays them: the same seed gives the same
+  candidates, so telling the same costs rebuilds the same state. That is how a checkpoint
+  keeps CMA-ES as a plain array, with no pickled object to load.
+  """
   try:
     import cma
   except ImportError:
@@ -83,9 +88,13 @@ def cma_init(theta, std, population, seed):
   theta = np.asarray(theta, np.float64)
   # Full CMA-ES costs O(d²) memory and O(d³) per eigendecomposition; above 1,000 parameters we
   # use the package's separable (diagonal-covariance) variant, as large-scale users do.
-  return cma.CMAEvolutionStrategy(theta, float(std),
-                                  {"popsize": int(population), "seed": int(seed) + 1,
-                                   "verbose": -9, "CMA_diagonal": theta.size > 1000})
+  es = cma.CMAEvolutionStrategy(theta, float(std),
+                                {"popsize": int(population), "seed": int(seed) + 1,
+                                 "verbose": -9, "CMA_diagonal": theta.size > 1000})
+  costs = np.asarray(costs, np.float64).reshape(-1, int(population))
+  for c in costs:
+    es.tell(es.ask(), list(c))
+  return {"es": es, "costs": costs}
 
 
 def episode_return(env, policy, unravel, theta, stats, max_steps=100_000):
@@ -224,16 +233,15 @@ def search_iteration(method, search, env, policy, unravel, stats, rng, populatio
   if method == "cem":
     thetas = cem_ask(search, rng, population)
   else:
-    thetas = np.asarray(search.ask())
+    thetas = np.asarray(search["es"].ask())
   results = [episode_return(env, policy, unravel, th, stats) for th in thetas]
   returns = np.array([r for r, _ in results])
   if method == "cem":
     search = cem_tell(search, thetas, returns, elite_frac, extra_std)
-    mean = search["mean"]
-  else:
-    search.tell(list(thetas), list(-returns))
-    mean = np.asarray(search.mean)
-  return search, mean, results
+    return search, search["mean"], results
+  search["es"].tell(list(thetas), list(-returns))
+  search = {"es": search["es"], "costs": np.concatenate([search["costs"], -returns[None]])}
+  return search, np.asarray(search["es"].mean), results
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,23 +269,29 @@ def check_config(cfg):
 
 
 def search_arrays(state):
-  """The checkpoint entries of a CEM or CMA-ES search state."""
+  """The checkpoint entries of a search state: CEM's mean and std, CMA-ES's costs so far."""
   search = state["search"]
-  if isinstance(search, dict):                        # CEM: mean and std
-    return {f"search_{k}": v for k, v in search.items()}
-  return {"search_pickle": np.frombuffer(pickle.dumps(search), np.uint8)}
+  if "es" in search:
+    return {"search_costs": search["costs"]}
+  return {f"search_{k}": v for k, v in search.items()}
 
 
-def _search_state(cfg, params, saved):
-  """The search state saved in a checkpoint, or a new one centred on params."""
-  if saved is not None and "search_mean" in saved:
-    return {"mean": saved["search_mean"], "std": saved["search_std"]}
-  if saved is not None and "search_pickle" in saved:
-    return pickle.loads(saved["search_pickle"].tobytes())
-  theta = np.asarray(ravel_pytree(params)[0])
+def _search_state(cfg, theta0, saved, iteration):
+  """The search state of a checkpoint (CEM: its mean and std; CMA-ES: rebuilt from θ₀ and the
+  costs so far), or a new one centred on θ₀."""
   if cfg["method"] == "cem":
-    return cem_init(theta, cfg["search_std"])
-  return cma_init(theta, cfg["search_std"], cfg["population"], cfg["seed"])
+    if saved is None:
+      return cem_init(theta0, cfg["search_std"])
+    shape = np.shape(saved.get("search_mean"))
+    if shape != theta0.shape or np.shape(saved.get("search_std")) != shape:
+      raise ValueError(f"the checkpoint's CEM state has shape {shape}, the policy {theta0.shape}")
+    return {"mean": saved["search_mean"], "std": saved["search_std"]}
+  costs = np.zeros((0, cfg["population"])) if saved is None else saved.get("search_costs")
+  if np.shape(costs) != (iteration, cfg["population"]) or not np.all(np.isfinite(costs)):
+    raise ValueError(f"the checkpoint's CMA-ES costs have shape {np.shape(costs)}, expected "
+                     f"finite costs of shape ({iteration}, {cfg['population']}) (iterations, "
+                     "population)")
+  return cma_init(theta0, cfg["search_std"], cfg["population"], cfg["seed"], costs)
 
 
 def _no_update_info():
@@ -339,15 +353,16 @@ def reps_iteration(cfg, run, state, obs, keys):
           "info": info, "episodes": episodes, "steps": T * cfg["num_envs"], "vf_loss": None}, obs
 
 
-def train(cfg, out=None, resume=False, log=print):
+def train(cfg, out=None, resume=False, log=print, overwrite=False):
   """Trains a policy with the comparison method cfg["method"] (a validated config of
   `train.py`); the same run directory, log and return value as `train.train`."""
   search = cfg["method"] in SEARCH
-  run, state, ckpt = rundir.start(cfg, out, resume, single_env=search)
-  if search:
-    state["search"] = _search_state(cfg, state["params"], run["saved"])
+  run, state, ckpt = rundir.start(cfg, out, resume, search, overwrite, log)
   iteration = search_train_iteration if search else reps_iteration
   try:
+    if search:
+      theta0 = np.asarray(ravel_pytree(rundir.init_state(cfg, run)["params"])[0])
+      state["search"] = _search_state(cfg, theta0, run["saved"], state["iteration"])
     state, history = rundir.loop(cfg, state, run["obs"], functools.partial(iteration, cfg, run),
                                  ckpt, log, search_arrays if search else None)
   finally:

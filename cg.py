@@ -28,7 +28,9 @@ def solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int = 1
     matvec: v ↦ A v for a symmetric positive-definite A, v of shape [n].
     b: right-hand side, shape [n].
     iters: the maximum number of iterations k (the paper uses 10); static, must be ≥ 1.
-    tol: stop early once the squared residual norm rᵀr falls below `tol`.
+    tol: stop early once rᵀr ≤ tol·bᵀb, i.e. the residual is below √tol of the right-hand
+      side (relative, so that the solution scales with b: β·A⁻¹g is invariant to the scale of
+      the advantages, and so is the step).
 
   Returns:
     x, shape [n]. Exact (up to rounding) after n iterations for an SPD A. If b = 0 the loop
@@ -38,10 +40,11 @@ def solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int = 1
   if not isinstance(iters, int) or iters < 1:
     raise ValueError(f"cg.solve: iters must be an integer >= 1, got {iters!r}")
   b = jnp.asarray(b)
+  bb = jnp.vdot(b, b)
 
   def cond(state):
     i, _, _, _, rdotr, ok = state
-    return (i < iters) & (rdotr > tol) & ok
+    return (i < iters) & (rdotr > tol * bb) & ok
 
   def body(state):
     i, x, r, p, rdotr, _ = state
@@ -57,6 +60,5 @@ def solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int = 1
     p = r + (new_rdotr / rdotr) * p
     return i + 1, x, r, p, new_rdotr, ok
 
-  rdotr = jnp.vdot(b, b)
-  state = (0, jnp.zeros_like(b), b, b, rdotr, jnp.isfinite(rdotr))
+  state = (0, jnp.zeros_like(b), b, b, bb, jnp.isfinite(bb))
   return jax.lax.while_loop(cond, body, state)[1]

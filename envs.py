@@ -74,6 +74,17 @@ def _make_args(env_id):
   return kwargs, wrappers
 
 
+def _made(env_id, make_fn):
+  """make_fn() for a registered id, with a failure to build it (a dependency that is not
+  installed, an environment that moved elsewhere) as a one-line ValueError."""
+  try:
+    return make_fn()
+  except Exception as e:  # noqa: BLE001 - Gymnasium and the simulators raise many types
+    first = (str(e).strip().splitlines() or [""])[0]
+    raise ValueError(f"environment {env_id!r} cannot be made here ({type(e).__name__}: "
+                     f"{first})") from None
+
+
 def make(env_id, num_envs=1, seed=0, vectorization="auto"):
   """A vector environment of `num_envs` copies of `env_id`, reset with `seed`.
 
@@ -92,8 +103,10 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto"):
     # Worker processes start from a fresh server process, not by forking this one: JAX runs
     # threads, and a fork of a multithreaded process can deadlock.
     vector_kwargs["context"] = "forkserver"
-  envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization,
-                      vector_kwargs=vector_kwargs, wrappers=wrappers, **kwargs)
+  envs = _made(env_id, lambda: gym.make_vec(env_id, num_envs=num_envs,
+                                            vectorization_mode=vectorization,
+                                            vector_kwargs=vector_kwargs, wrappers=wrappers,
+                                            **kwargs))
   try:
     action_kind(envs.single_action_space)
   except ValueError:
@@ -167,7 +180,7 @@ def make_single(env_id, seed=0):
   with `set_state`.
   """
   kwargs, wrappers = _make_args(env_id)
-  env = gym.make(env_id, **kwargs)
+  env = _made(env_id, lambda: gym.make(env_id, **kwargs))
   for wrap in wrappers:
     env = wrap(env)
   obs, _ = env.reset(seed=seed)

@@ -59,37 +59,37 @@ def init_state(cfg, built):
           "key": key, "iteration": 0, "steps": 0, "seconds": 0.0}
 
 
-def start(cfg, out, resume, single_env=False):
+def start(cfg, out, resume, single_env=False, overwrite=False, note=print):
   """(run, state, checkpoint path or None) for a training loop: run is what `build` makes for
   the config plus "saved" (the checkpoint's arrays when resuming, else None); state is the
   state at iteration 0 or, resuming, the checkpoint's (episodes restart: the simulator state
   is not checkpointed); DIR is prepared by `open_run`."""
   run = build(cfg, single_env)
   state, run["saved"] = init_state(cfg, run), None
-  if resume:
-    run["saved"] = load_checkpoint(out)[1]
-    state = restore_state(state, run["saved"])
-    run["obs"] = run["env"].reset(seed=cfg["seed"] + 7919 * state["iteration"])[0]
-  return run, state, open_run(out, resume, state["iteration"]) if out else None
+  try:
+    if resume:
+      run["saved"] = load_checkpoint(out)[1]
+      state = restore_state(state, run["saved"], cfg)
+      run["obs"] = run["env"].reset(seed=cfg["seed"] + 7919 * state["iteration"])[0]
+    ckpt = open_run(out, resume, run["saved"], overwrite, note) if out else None
+  except BaseException:
+    run["env"].close()
+    raise
+  return run, state, ckpt
 
 
-def save_checkpoint(path, state, cfg, extra=None):
-  """Writes the state of `init_state` (plus `extra` arrays) to `path` atomically: a temporary
-  file in the same directory, fsync, then os.replace."""
-  arrays = {
-      "policy": np.asarray(ravel_pytree(state["params"])[0]),
-      "value": np.asarray(ravel_pytree(state["vparams"])[0]),
-      "key": np.asarray(jax.random.key_data(state["key"])),
-      "iteration": np.int64(state["iteration"]), "steps": np.int64(state["steps"]),
-      "seconds": np.float64(state["seconds"]), "config": np.array(json.dumps(cfg)),
-  }
-  if state["stats"] is not None:
-    arrays.update({f"stats_{k}": np.asarray(v) for k, v in state["stats"].items()})
-  arrays.update(extra or {})
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".npz.tmp")
+REQUIRED = ("policy", "value", "key", "iteration", "steps", "seconds", "config")
+
+
+def _atomic_write(path, write):
+  """write(file) into a temporary file beside `path`, fsync, then os.replace: a reader or a
+  kill sees the old file or the new one, never a part. Stale temporaries of a killed write are
+  removed by `open_run`."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
+                             prefix=os.path.basename(path) + ".", suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
+      write(f)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -99,20 +99,67 @@ def save_checkpoint(path, state, cfg, extra=None):
     raise
 
 
+def _json_record(record):
+  """One strict-JSON log line (readable by jq and other tools): a quantity a method does not
+  have (KL for CEM) is null, not NaN."""
+  return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                     for k, v in record.items()}, allow_nan=False) + "\n"
+
+
+def save_checkpoint(path, state, cfg, extra=None, record=None):
+  """Writes the state of `init_state` (plus `extra` arrays, and the last log record) to `path`
+  atomically. Only plain numeric and string arrays: loading never unpickles anything."""
+  arrays = {
+      "policy": np.asarray(ravel_pytree(state["params"])[0]),
+      "value": np.asarray(ravel_pytree(state["vparams"])[0]),
+      "key": np.asarray(jax.random.key_data(state["key"])),
+      "iteration": np.int64(state["iteration"]), "steps": np.int64(state["steps"]),
+      "seconds": np.float64(state["seconds"]), "config": np.array(json.dumps(cfg)),
+  }
+  if state["stats"] is not None:
+    arrays.update({f"stats_{k}": np.asarray(v) for k, v in state["stats"].items()})
+  if record is not None:
+    arrays["record"] = np.array(_json_record(record))
+  arrays.update(extra or {})
+  _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
 def load_checkpoint(run_dir):
-  """(config, arrays) from DIR/checkpoint.npz: the arrays `save_checkpoint` wrote."""
+  """(config, arrays) from DIR/checkpoint.npz: the arrays `save_checkpoint` wrote. Never
+  unpickles (allow_pickle=False); a file that is not such a checkpoint is a ValueError."""
   path = os.path.join(run_dir, "checkpoint.npz")
-  if not os.path.exists(path):
-    raise ValueError(f"no checkpoint at {path}")
-  with np.load(path) as z:
-    cfg = json.loads(str(z["config"]))
-    cfg["hidden"] = tuple(cfg["hidden"])
-    data = {k: z[k] for k in z.files}
+  if not os.path.isfile(path):
+    raise ValueError(f"no checkpoint at {path}" + (" (it is a directory)"
+                                                   if os.path.isdir(path) else ""))
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      data = {k: z[k] for k in z.files}
+  except Exception as e:  # noqa: BLE001 - whatever numpy raises: one message, and no advice
+    raise ValueError(f"{path} is not a readable checkpoint of train.py (damaged, cut short or "
+                     f"another kind of file: {type(e).__name__})") from None
+  missing = [k for k in REQUIRED if k not in data]
+  if missing:
+    raise ValueError(f"{path} is not a checkpoint of train.py: it lacks {missing}")
+  bad = [k for k in ("iteration", "steps", "seconds", "config")
+         if np.ndim(data[k]) or data[k].dtype.kind not in ("iufU" if k == "config" else "iuf")]
+  try:
+    cfg = json.loads(str(data["config"])) if not bad else None
+  except json.JSONDecodeError:
+    cfg = None
+  if bad or not isinstance(cfg, dict):
+    raise ValueError(f"{path} is not a checkpoint of train.py: bad entries {bad or ['config']}")
   return cfg, data
 
 
-def restore_state(state, data):
-  """The state of `init_state` with the saved arrays of `load_checkpoint` put in."""
+def restore_state(state, data, cfg):
+  """The state of `init_state` with the saved arrays of `load_checkpoint` put in; ValueError
+  if they do not fit the config's networks."""
+  for name, tree in (("policy", state["params"]), ("value", state["vparams"])):
+    size, saved = ravel_pytree(tree)[0].size, np.shape(data[name])
+    if saved != (size,):
+      raise ValueError(f"the checkpoint's {name} has {saved} parameters, but its config (env "
+                       f"{cfg['env']}, hidden {list(cfg['hidden'])}, linear_policy "
+                       f"{cfg['linear_policy']}) builds {size}")
   key = state["key"]
   stats = state["stats"]
   return dict(
@@ -124,28 +171,69 @@ def restore_state(state, data):
       **{k: data[k].item() for k in ("iteration", "steps", "seconds")})
 
 
-def open_run(out, resume, iteration):
-  """Prepares DIR for writing: creates it, and keeps exactly the log lines of the iterations
-  the checkpoint holds (resume) or starts an empty log. Returns the checkpoint path."""
-  os.makedirs(out, exist_ok=True)
-  log_path = os.path.join(out, "log.jsonl")
-  if resume and os.path.exists(log_path):
-    with open(log_path) as f:
-      kept = [l for l in f if l.strip() and json.loads(l)["iteration"] <= iteration]
-    with open(log_path, "w") as f:
-      f.writelines(kept)
-  elif not resume:
-    open(log_path, "w").close()
-  return os.path.join(out, "checkpoint.npz")
+def read_log(out, note=print):
+  """The records of DIR/log.jsonl. A partial last line (a kill in mid-write) is dropped with a
+  note; any other line that is not an iteration record is a ValueError."""
+  path = os.path.join(out, "log.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().split("\n")
+  records = []
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      if i == len(lines) - 1:          # no newline after it: the write was cut short
+        note(f"{path}: dropped a partial last line (a write was cut short)")
+        continue
+      raise ValueError(f"{path} line {i + 1} is not JSON; the log is damaged") from None
+    if not isinstance(record, dict) or not isinstance(record.get("iteration"), int):
+      raise ValueError(f"{path} line {i + 1} is not an iteration record (no 'iteration')")
+    records.append(record)
+  return records
+
+
+def open_run(out, resume, data=None, overwrite=False, note=print):
+  """Prepares DIR for writing; returns the checkpoint path.
+
+  A new run refuses a DIR that holds a run unless `overwrite`. Resuming, the checkpoint is the
+  authority: the log keeps exactly the iterations it holds (the last one from the copy in the
+  checkpoint if a kill came between the two writes), rewritten atomically. Stale temporaries
+  of a killed checkpoint write are removed.
+  """
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"cannot make the run directory {out!r}: {e.strerror}") from None
+  log_path, ckpt_path = os.path.join(out, "log.jsonl"), os.path.join(out, "checkpoint.npz")
+  for name in os.listdir(out):
+    if name.endswith(".tmp") and name.startswith(("checkpoint.npz.", "log.jsonl.", "tmp")):
+      os.remove(os.path.join(out, name))
+  if not resume and not overwrite and (os.path.exists(log_path) or os.path.exists(ckpt_path)):
+    raise ValueError(f"{out} already holds a run; continue it with --resume {out}, or replace "
+                     "it with --overwrite")
+  records = []
+  if resume:
+    iteration = int(data["iteration"])
+    records = [r for r in read_log(out, note) if r["iteration"] <= iteration]
+    if (not records or records[-1]["iteration"] < iteration) and "record" in data:
+      records.append(json.loads(str(data["record"])))
+  _atomic_write(log_path, lambda f: f.write("".join(map(_json_record, records)).encode()))
+  return ckpt_path
 
 
 def record_iteration(ckpt_path, state, cfg, record, extra=None):
-  """Saves the checkpoint, then appends the record to log.jsonl as strict JSON (readable by jq
-  and other tools): a quantity a method does not have (KL for CEM) is null, not NaN."""
-  save_checkpoint(ckpt_path, state, cfg, extra)
+  """Saves the checkpoint (with a copy of the record), then appends the record to log.jsonl:
+  after a kill the log holds the checkpoint's iterations or all but the last, which resuming
+  restores from the checkpoint's copy."""
+  save_checkpoint(ckpt_path, state, cfg, extra, record)
   with open(os.path.join(os.path.dirname(ckpt_path), "log.jsonl"), "a") as f:
-    f.write(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
-                        for k, v in record.items()}, allow_nan=False) + "\n")
+    f.write(_json_record(record))
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None):
@@ -205,13 +293,18 @@ def format_record(record):
           f"{record['steps_per_second']:7.0f} steps/s")
 
 
-def load_policy(run_dir, seed):
+def load_policy(run_dir, seed, defaults=None):
   """The policy saved in DIR/checkpoint.npz, in one fresh environment of its task: {"config",
   "env" (a vector env of 1), "obs" (its first observation), "policy", "params", "stats"
-  (observation statistics or None)}."""
+  (observation statistics or None)}. `defaults` fill options the saved config predates."""
   cfg, data = load_checkpoint(run_dir)
-  cfg = dict(cfg, num_envs=1, seed=seed)
+  cfg = {**(defaults or {}), **cfg, "num_envs": 1, "seed": seed}
+  cfg["hidden"] = tuple(cfg["hidden"])
   built = build(cfg)
-  state = restore_state(init_state(cfg, built), data)
+  try:
+    state = restore_state(init_state(cfg, built), data, cfg)
+  except ValueError:
+    built["env"].close()
+    raise
   return {"config": cfg, "env": built["env"], "obs": built["obs"], "policy": built["policy"],
           "params": state["params"], "stats": state["stats"]}

@@ -15,6 +15,9 @@ continue across iterations. The policy is evaluated once per vector step by one 
 import concurrent.futures
 import functools
 import multiprocessing
+import os
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -257,7 +260,19 @@ def branch_returns(env, snapshot, first_actions, policy, params, stats, noise, h
 _WORKER = {}   # a branch worker process's own environment and policy (see `branch_pool`)
 
 
-def _branch_worker_init(env_id, seed, hidden, linear_policy, log_std_init):
+def _exit_with(parent):
+  """Ends this worker process once `parent` has died (checked every second): a SIGKILLed
+  learner cannot shut its pool down, and its workers must not run on without it."""
+  while True:
+    time.sleep(1.0)
+    try:
+      os.kill(parent, 0)
+    except ProcessLookupError:
+      os._exit(0)
+
+
+def _branch_worker_init(parent, env_id, seed, hidden, linear_policy, log_std_init):
+  threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
   env, _ = envs_lib.make_single(env_id, seed)
   _WORKER["env"] = env
   _WORKER["policy"] = envs_lib.policy_for(env.observation_space, env.action_space, hidden,
@@ -277,12 +292,13 @@ def branch_pool(env_id, seed, workers, hidden=(64, 64), linear_policy=False, log
   (`envs.policy_for`, same architecture as the learner's) once; each task then carries a
   snapshot, the K first actions, the parameters and the common random numbers, so a branch
   computed in a worker equals the one computed in-process. Processes start by forkserver, since
-  JAX is multithreaded. Pass it to `vine(..., pool=)`; shut it down with `pool.shutdown()`.
+  JAX is multithreaded, and end by themselves if this process dies. Pass it to
+  `vine(..., pool=)`; shut it down with `pool.shutdown()`.
   """
   return concurrent.futures.ProcessPoolExecutor(
       workers, mp_context=multiprocessing.get_context("forkserver"),
       initializer=_branch_worker_init,
-      initargs=(env_id, seed, tuple(hidden), linear_policy, log_std_init))
+      initargs=(os.getpid(), env_id, seed, tuple(hidden), linear_policy, log_std_init))
 
 
 def vine_trunk(env, trunk, policy, params, stats, keys, trunk_steps, n_states):

@@ -187,10 +187,11 @@ def test_sigterm_stops_a_background_run_with_its_checkpoint(tmp_path):
   finally:
     proc.kill()
   assert proc.returncode == 2, err
-  assert err.strip().splitlines()[-1] == (
-      "train.py: error: interrupted; the last completed iteration is in the checkpoint")
   cfg, state = rundir.load_checkpoint(str(run))
   last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+  assert err.strip().splitlines()[-1] == (
+      f"train.py: error: interrupted; the checkpoint holds iteration {last['iteration']}, the "
+      "last completed")
   assert cfg["env"] == "CartPole-v1" and int(state["iteration"]) == last["iteration"] >= 1
 
 
@@ -417,3 +418,22 @@ def test_comparison_methods_improve_cartpole(method, options, tmp_path):
   train.train("CartPole-v1", steps=hist[-1]["steps"] + 1, out=str(tmp_path), resume=True,
               log=lambda s: None)
   assert np.isfinite(train.evaluate(str(tmp_path), episodes=1)[0])
+
+
+def test_cma_state_is_rebuilt_from_its_costs():
+  # The checkpoint keeps CMA-ES as the costs told so far; replaying them from the same seed must
+  # give the state the search had (mean, step size, covariance) and the same next candidates.
+  theta0, rng = np.linspace(-1, 1, 7), np.random.default_rng(0)
+  search = baselines.cma_init(theta0, 0.5, 6, seed=3)
+  for _ in range(4):
+    thetas = np.asarray(search["es"].ask())
+    costs = np.sum((thetas - 0.3)**2, axis=1) + rng.normal(size=6)
+    search["es"].tell(list(thetas), list(costs))
+    search = {"es": search["es"], "costs": np.concatenate([search["costs"], costs[None]])}
+  es = search["es"]
+  mean, sigma, C, following = np.array(es.mean), es.sigma, np.array(es.C), np.asarray(es.ask())
+  rebuilt = baselines.cma_init(theta0, 0.5, 6, seed=3, costs=search["costs"])["es"]
+  np.testing.assert_array_equal(rebuilt.mean, mean)
+  np.testing.assert_array_equal(rebuilt.C, C)
+  assert rebuilt.sigma == sigma
+  np.testing.assert_array_equal(np.asarray(rebuilt.ask()), following)

@@ -7,7 +7,6 @@ step against an explicit natural-gradient step β·F⁻¹g; the constraint on ra
 """
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -209,7 +208,7 @@ FISHER_CASES = {
 @pytest.mark.parametrize("case", sorted(FISHER_CASES))
 def test_jtmj_equals_hessian_of_mean_kl(case):
   policy, obs_shape = FISHER_CASES[case]
-  apply, dist = policy["apply"], policy["dist"]
+  apply = policy["apply"]
   params = _params(policy, obs_shape, 5)
   obs = _obs(5, obs_shape, 16)
   flat, unravel = ravel_pytree(params)
@@ -428,3 +427,36 @@ def test_mismatched_batch_shapes_raise():
     trpo.step(params, {"obs": batch["obs"], "adv": batch["adv"]}, GAUSS_MLP)
 
 
+
+
+def test_step_is_invariant_to_the_scale_of_the_advantages():
+  # β·A⁻¹g does not change when Â is multiplied by c > 0: g and A⁻¹g scale by c, β by 1/c, and
+  # L(θ) − L(θ_old) keeps its sign. CG must therefore stop on a residual relative to g.
+  params = _params(CAT_MLP, OBS, 26)
+  batch = _batch(CAT_MLP, params, 26)
+  flat0 = ravel_pytree(params)[0]
+  delta_theta = lambda c: np.asarray(ravel_pytree(trpo.step(
+      params, dict(batch, adv=batch["adv"] * c), CAT_MLP, jax.random.PRNGKey(0))[0])[0] - flat0)
+  ref = delta_theta(1.0)
+  assert np.abs(ref).max() > 0
+  for c in (1e-6, 1e-4, 1e-3, 1e4, 1e6):
+    np.testing.assert_allclose(delta_theta(c), ref, rtol=0, atol=1e-3 * np.abs(ref).max(),
+                               err_msg=f"advantages scaled by {c}")
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-4, 1e-2, 0.3])
+def test_gaussian_kl_keeps_relative_precision_and_sign_for_close_policies(eps):
+  # Float32 against the closed form in float64: KL(old ‖ new) for new = old + eps·(noise).
+  rng = np.random.default_rng(27)
+  m, s = rng.normal(size=(64, 3)), rng.normal(scale=0.5, size=(64, 3))
+  dm, ds = eps * rng.normal(size=(64, 3)), eps * rng.normal(size=(64, 3))
+  old = {"mean": jnp.asarray(m, jnp.float32), "log_std": jnp.asarray(s, jnp.float32)}
+  new = {"mean": jnp.asarray(m + dm, jnp.float32), "log_std": jnp.asarray(s + ds, jnp.float32)}
+  # The reference from the float32 inputs as they are: differences exact in float64.
+  m0, s0 = np.asarray(old["mean"], np.float64), np.asarray(old["log_std"], np.float64)
+  m1, s1 = np.asarray(new["mean"], np.float64), np.asarray(new["log_std"], np.float64)
+  d = s0 - s1
+  ref = 0.5 * np.sum(np.expm1(2 * d) - 2 * d + ((m0 - m1) * np.exp(-s1))**2, axis=-1)
+  got = np.asarray(policies.GAUSSIAN["kl"](old, new), np.float64)
+  assert np.all(got >= 0)
+  np.testing.assert_allclose(got, ref, rtol=1e-4)

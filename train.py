@@ -18,7 +18,6 @@ import signal
 import sys
 import threading
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -60,6 +59,8 @@ def validate_config(cfg):
     raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
   checks = [
       ("steps", cfg["steps"] >= 1, "an integer >= 1"),
+      ("seed", isinstance(cfg["seed"], int) and 0 <= cfg["seed"] < 2**32,
+       "an integer in [0, 2**32)"),
       ("gamma", 0 < cfg["gamma"] < 1, "in (0, 1)"),
       ("lam", 0 <= cfg["lam"] <= 1, "in [0, 1]"),
       ("batch", cfg["batch"] >= cfg["num_envs"], f"an integer >= num_envs ({cfg['num_envs']})"),
@@ -142,21 +143,38 @@ def vine_iteration(cfg, run, state, trunk, keys):
           "episodes": episodes, "steps": n, "vf_loss": None}, trunk
 
 
-def make_config(env_id, steps, seed, out, resume, options):
-  """The run's config: DEFAULTS with the given options, or the saved config of the run in
-  `out` when resuming (with the new step budget); validated."""
-  cfg = dict(DEFAULTS, env=env_id, steps=steps, seed=seed, **options)
-  if resume and not out:
+# Options a resumed run keeps: they define its task, its networks or its randomness. Every
+# other option may be changed on --resume (the change is printed).
+FIXED_ON_RESUME = ("env", "seed", "method", "hidden", "linear_policy", "log_std_init",
+                   "normalize_obs")
+
+
+def make_config(given, out, resume, note=print):
+  """The run's config: DEFAULTS with the options `given`, or when resuming the saved config
+  (with DEFAULTS for options it predates) with the given options that may change applied, and
+  noted; validated."""
+  given = {k: tuple(v) if k == "hidden" else v for k, v in given.items() if v is not None}
+  if not resume:
+    cfg = dict(DEFAULTS, **given)
+  elif not out:
     raise ValueError("resume=True needs out, the run directory holding checkpoint.npz")
-  if resume:
-    cfg = dict(rundir.load_checkpoint(out)[0], steps=steps)
-  cfg["hidden"] = tuple(cfg["hidden"])
+  else:
+    saved = dict(DEFAULTS, **rundir.load_checkpoint(out)[0])
+    saved["hidden"] = tuple(saved["hidden"])
+    for k in FIXED_ON_RESUME:
+      if k in given and given[k] != saved[k]:
+        raise ValueError(f"{k} cannot change on resume (the run in {out} has {k} "
+                         f"{saved[k]!r}, given {given[k]!r}); start a new run instead")
+    changed = {k: v for k, v in given.items() if k != "steps" and v != saved[k]}
+    if changed:
+      note("resuming with " + ", ".join(f"{k} {saved[k]!r} -> {v!r}" for k, v in changed.items()))
+    cfg = dict(saved, **given)
   validate_config(cfg)
   return cfg
 
 
-def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"], out=None,
-          resume=False, log=print, **options):
+def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
+          overwrite=False, **options):
   """Trains a policy with TRPO (or, by `method`, a Section 8 comparison method).
 
   Each single-path iteration: sample `batch` environment steps with π_θold (Section 5.1);
@@ -165,15 +183,17 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
   `method="vine"` samples by the vine method instead (Section 5.2).
 
   With `out`, writes DIR/log.jsonl (one JSON object per iteration) and DIR/checkpoint.npz
-  (atomically, every iteration); `resume=True` continues from that checkpoint. `log` receives
-  one line per iteration. Options are the keys of DEFAULTS. Returns {"policy", "params",
+  (atomically, every iteration); a DIR that holds a run is refused unless `overwrite`.
+  `resume=True` continues from that checkpoint (options given then must not change the task,
+  networks or seed; others apply and are noted). `log` receives one line per iteration and the
+  notes. Options are the keys of DEFAULTS (None: the default). Returns {"policy", "params",
   "history" (the iterations' records), "config", "state"}.
   """
-  cfg = make_config(env_id, steps, seed, out, resume, options)
+  cfg = make_config({"env": env_id, "steps": steps, "seed": seed, **options}, out, resume, log)
   if cfg["method"] in baselines.METHODS:
-    return baselines.train(cfg, out, resume, log)
+    return baselines.train(cfg, out, resume, log, overwrite)
   vine = cfg["method"] == "vine"
-  run, state, ckpt = rundir.start(cfg, out, resume, single_env=vine)
+  run, state, ckpt = rundir.start(cfg, out, resume, vine, overwrite, log)
   run["update"], run["pool"] = policy_update(cfg), None
   iteration = functools.partial(vine_iteration if vine else single_path_iteration, cfg, run)
   carry = {"obs": run["obs"], "ret": 0.0, "len": 0} if vine else run["obs"]
@@ -187,16 +207,18 @@ def train(env_id=DEFAULTS["env"], steps=DEFAULTS["steps"], seed=DEFAULTS["seed"]
     run["env"].close()
     if run["pool"] is not None:
       run["pool"].shutdown()
+  if not history:
+    log(f"nothing to do: the run has {state['steps']} steps (iteration {state['iteration']}) "
+        f"of the {cfg['steps']} asked for; ask for more with steps (--steps)")
   return {"policy": run["policy"], "params": state["params"], "history": history,
           "config": cfg, "state": state}
 
 
 def evaluate(run_dir, episodes=10, seed=12345):
-  """Runs the saved policy deterministically (the mode of π) for `episodes` episodes.
-
-  Returns the list of undiscounted episode returns.
+  """Runs the saved policy deterministically (the mode of π) for `episodes` episodes, in an
+  environment reset with `seed`. Returns the list of undiscounted episode returns.
   """
-  saved = rundir.load_policy(run_dir, seed)
+  saved = rundir.load_policy(run_dir, seed, DEFAULTS)
   env, obs, returns = saved["env"], saved["obs"], []
   try:
     while len(returns) < episodes:
@@ -260,26 +282,29 @@ FLAGS = [   # (option, type or choices, help) for the command line
 
 
 def parser():
-  """The command line's argparse parser: the run flags and one flag per option of FLAGS."""
+  """The command line's argparse parser: the run flags and one flag per option of FLAGS.
+  Option flags default to None (not given), so that --resume can tell what the user asked."""
   ap = argparse.ArgumentParser(
       prog="train.py", description="Train a policy with TRPO (Schulman et al., 2015).")
-  ap.add_argument("--env", default=DEFAULTS["env"], help="Gymnasium id (default CartPole-v1)")
-  ap.add_argument("--steps", type=int, default=None,
-                  help=f"environment steps in total (default {DEFAULTS['steps']})")
-  ap.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-  ap.add_argument("--out", default=None, help="run directory (default runs/ENV-seedS)")
+  ap.add_argument("--env", help=f"Gymnasium id (default: {DEFAULTS['env']})")
+  ap.add_argument("--steps", type=int,
+                  help=f"environment steps in total (default: {DEFAULTS['steps']})")
+  ap.add_argument("--seed", type=int, help=f"random seed (default: {DEFAULTS['seed']}; "
+                  "with --eval: 12345)")
+  ap.add_argument("--out", help="run directory (default: runs/ENV-seedS)")
+  ap.add_argument("--overwrite", action="store_true", help="replace the run in --out")
   ap.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
   ap.add_argument("--eval", metavar="DIR", help="evaluate the policy saved in DIR")
-  ap.add_argument("--episodes", type=int, default=10, help="episodes for --eval")
+  ap.add_argument("--episodes", type=int, default=10, help="episodes for --eval (default: 10)")
   for name, kind, help_text in FLAGS:
     flag = "--" + name.replace("_", "-")
+    help_text = f"{help_text} (default: {DEFAULTS[name]})"
     if kind is bool:
-      ap.add_argument(flag, action="store_true", help=help_text)
+      ap.add_argument(flag, action="store_true", default=None, help=help_text)
     elif isinstance(kind, tuple):
-      ap.add_argument(flag, choices=kind, default=DEFAULTS[name], help=help_text)
+      ap.add_argument(flag, choices=kind, help=help_text)
     else:
-      ap.add_argument(flag, type=_parse_hidden if kind == "sizes" else kind,
-                      default=DEFAULTS[name], help=help_text)
+      ap.add_argument(flag, type=_parse_hidden if kind == "sizes" else kind, help=help_text)
   return ap
 
 
@@ -291,24 +316,40 @@ def fail(message, prog="train.py"):
 
 def run_command(args):
   """Evaluates, resumes or starts the run the parsed flags ask for; returns the exit status."""
+  given = {name: getattr(args, name) for name, _, _ in FLAGS if getattr(args, name) is not None}
+  given.update({k: getattr(args, k) for k in ("env", "steps", "seed")
+                if getattr(args, k) is not None})
   if args.eval:
+    extra = ["--resume"] * bool(args.resume) + ["--out"] * bool(args.out) + \
+        ["--overwrite"] * args.overwrite + [f"--{k}" for k in given if k != "seed"]
+    if extra:
+      return fail(f"--eval takes only --episodes and --seed, not {extra[0]}")
     if args.episodes < 1:
       return fail(f"--episodes must be >= 1, got {args.episodes}")
-    returns = evaluate(args.eval, args.episodes)
+    returns = evaluate(args.eval, args.episodes, given.get("seed", 12345))
     for i, r in enumerate(returns):
       print(f"episode {i + 1}: return {r:.2f}")
     print(f"mean_return: {np.mean(returns):.2f}")
     return 0
   if args.resume:
-    cfg, _ = rundir.load_checkpoint(args.resume)
-    steps = args.steps if args.steps is not None else cfg["steps"]
-    train(cfg["env"], steps, cfg["seed"], out=args.resume, resume=True)
+    if args.overwrite or (args.out and args.out != args.resume):
+      return fail("--resume DIR continues the run in DIR: it takes no --out or --overwrite")
+    train(out=args.resume, resume=True, **given)
     return 0
-  out = args.out or f"runs/{args.env.replace('/', '_')}-seed{args.seed}"
-  train(args.env, args.steps if args.steps is not None else DEFAULTS["steps"], args.seed,
-        out=out, **{name: getattr(args, name) for name, _, _ in FLAGS})
-  print(f"saved to {out}")
+  train(out=args.out, overwrite=args.overwrite, **given)
+  print(f"saved to {args.out}")
   return 0
+
+
+def interrupted(args):
+  """The one-line message for a run stopped by SIGTERM or Ctrl-C: what its checkpoint holds."""
+  if args.eval:
+    return "interrupted"
+  try:
+    iteration = int(rundir.load_checkpoint(args.resume or args.out)[1]["iteration"])
+  except ValueError:
+    return "interrupted before the first iteration completed; no checkpoint was written"
+  return f"interrupted; the checkpoint holds iteration {iteration}, the last completed"
 
 
 def main(argv=None):
@@ -317,6 +358,9 @@ def main(argv=None):
   ap = parser()
   ap.error = lambda message: sys.exit(fail(message))   # argparse's errors, as one line too
   args = ap.parse_args(argv)
+  if not (args.eval or args.resume or args.out):
+    args.out = f"runs/{(args.env or DEFAULTS['env']).replace('/', '_')}-seed" \
+        f"{DEFAULTS['seed'] if args.seed is None else args.seed}"
 
   # `kill PID` (SIGTERM) stops a run as Ctrl-C does, and Ctrl-C works even for a run started in
   # the background (where the shell sets SIGINT to be ignored): both end in the one-line message
@@ -330,8 +374,10 @@ def main(argv=None):
     return run_command(args)
   except ValueError as e:
     return fail(str(e).splitlines()[0])
+  except OSError as e:    # a full disk, a directory that cannot be written
+    return fail(f"{e.strerror or type(e).__name__}: {e.filename or ''}".rstrip(": "))
   except KeyboardInterrupt:
-    return fail("interrupted; the last completed iteration is in the checkpoint")
+    return fail(interrupted(args))
   finally:   # main() may be called from other code (the tests): give back its handlers
     for sig, handler in previous.items():
       signal.signal(sig, handler)

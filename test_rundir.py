@@ -1,0 +1,305 @@
+"""Tests of the run directory and the command line under faults: crafted and damaged
+checkpoints, kills at chosen points (by patching the writes, or by signals to a subprocess),
+a full disk, conflicting flags. Each case is what a user or an operator could do."""
+
+import errno
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import rundir
+import train
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+SMALL = ["--steps", "2048", "--batch", "1024"]      # two CartPole iterations
+
+
+def _cli(capsys, *argv):
+  """(exit status, stdout lines, stderr lines) of `python train.py ARGV`, run in-process."""
+  capsys.readouterr()
+  code = train.main([str(a) for a in argv])
+  out, err = capsys.readouterr()
+  return code, out.strip().splitlines(), err.strip().splitlines()
+
+
+def _iterations(run):
+  return [json.loads(line)["iteration"] for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+  """A finished two-iteration CartPole run directory (copied by the tests that change it)."""
+  run = tmp_path_factory.mktemp("saved") / "run"
+  assert train.main(["--out", str(run)] + SMALL) == 0
+  return run
+
+
+def _copy(src, dst):
+  dst.mkdir()
+  for f in src.iterdir():
+    (dst / f.name).write_bytes(f.read_bytes())
+  return dst
+
+
+def _one_line_error(code, err, *fragments):
+  assert code == 2 and len(err) == 1 and err[0].startswith("train.py: error: "), err
+  for fragment in fragments:
+    assert fragment in err[0], err
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading never executes code.
+# ----------------------------------------------------------------------------------------------
+
+class _Payload:   # a test double of an attacker's object; the library itself has no classes
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (open, (self.marker, "w"))   # unpickling it creates the marker file
+
+
+def test_a_crafted_pickle_in_any_checkpoint_entry_is_never_loaded(saved_run, tmp_path, capsys):
+  with np.load(saved_run / "checkpoint.npz") as z:
+    entries = {k: z[k] for k in z.files}
+  assert pickle.loads(pickle.dumps(_Payload(str(tmp_path / "probe")))) and \
+      (tmp_path / "probe").exists()                     # the payload works when unpickled
+  for name in list(entries) + ["search_pickle"]:
+    run = tmp_path / f"run-{name}"
+    run.mkdir()
+    marker = tmp_path / f"executed-{name}"
+    crafted = dict(entries, **{name: np.array([_Payload(str(marker))], dtype=object)})
+    np.savez(run / "checkpoint.npz", **crafted)       # numpy pickles object arrays on save
+    for argv in (["--resume", run], ["--eval", run, "--episodes", "1"]):
+      code, _, err = _cli(capsys, *argv)
+      assert not marker.exists(), f"{name}: loading executed code"
+      _one_line_error(code, err, str(run / "checkpoint.npz"))
+      assert "allow_pickle" not in err[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Damaged files: one line naming the file, exit 2.
+# ----------------------------------------------------------------------------------------------
+
+def test_damaged_checkpoints_give_one_line(saved_run, tmp_path, capsys):
+  good = (saved_run / "checkpoint.npz").read_bytes()
+  with np.load(saved_run / "checkpoint.npz") as z:
+    entries = {k: z[k] for k in z.files}
+  cases = {"half": good[:len(good) // 2], "empty": b"",
+           "random": np.random.default_rng(0).bytes(5000)}
+  for name, content in cases.items():
+    run = tmp_path / name
+    run.mkdir()
+    (run / "checkpoint.npz").write_bytes(content)
+    code, _, err = _cli(capsys, "--resume", run)
+    _one_line_error(code, err, str(run / "checkpoint.npz"))
+    assert "allow_pickle" not in err[0]
+  run = tmp_path / "missing-entry"
+  run.mkdir()
+  np.savez(run / "checkpoint.npz", **{k: v for k, v in entries.items() if k != "value"})
+  _one_line_error(*_cli(capsys, "--eval", run)[::2], "lacks ['value']")
+  run = tmp_path / "a-directory"
+  (run / "checkpoint.npz").mkdir(parents=True)
+  _one_line_error(*_cli(capsys, "--resume", run)[::2], "it is a directory")
+  run = tmp_path / "mismatch"                      # weights of another architecture
+  run.mkdir()
+  cfg = dict(json.loads(str(entries["config"])), hidden=[8])
+  np.savez(run / "checkpoint.npz", **dict(entries, config=np.array(json.dumps(cfg))))
+  _one_line_error(*_cli(capsys, "--eval", run)[::2], "policy has (4610,) parameters",
+                  "env CartPole-v1, hidden [8]")
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes(saved_run, tmp_path, capsys):
+  run = _copy(saved_run, tmp_path / "old")
+  with np.load(run / "checkpoint.npz") as z:
+    entries = {k: z[k] for k in z.files}
+  cfg = json.loads(str(entries["config"]))
+  del cfg["ml_lr"], cfg["vine_workers"]
+  np.savez(run / "checkpoint.npz", **dict(entries, config=np.array(json.dumps(cfg))))
+  assert _cli(capsys, "--resume", run, "--steps", "3072")[0] == 0
+  assert _iterations(run) == [1, 2, 3]
+
+
+def test_log_lines_that_are_not_records_give_one_line(saved_run, tmp_path, capsys):
+  run = _copy(saved_run, tmp_path / "run")
+  (run / "log.jsonl").write_text('{"iteration": 1}\n[1, 2]\n')
+  _one_line_error(*_cli(capsys, "--resume", run, "--steps", "4096")[::2],
+                  "log.jsonl line 2 is not an iteration record")
+
+
+# ----------------------------------------------------------------------------------------------
+# No lost data.
+# ----------------------------------------------------------------------------------------------
+
+def test_an_existing_run_is_refused_unless_overwritten(saved_run, tmp_path, capsys):
+  run = _copy(saved_run, tmp_path / "run")
+  before = (run / "log.jsonl").read_text()
+  _one_line_error(*_cli(capsys, "--out", run, *SMALL)[::2], "already holds a run",
+                  "--resume", "--overwrite")
+  assert (run / "log.jsonl").read_text() == before
+  assert _cli(capsys, "--out", run, "--overwrite", "--steps", "1024", "--batch", "1024")[0] == 0
+  assert _iterations(run) == [1]
+
+
+def test_a_kill_while_resume_rewrites_the_log_loses_nothing(saved_run, tmp_path, capsys,
+                                                            monkeypatch):
+  run = _copy(saved_run, tmp_path / "run")
+  before = (run / "log.jsonl").read_text()
+
+  def killed(*args):
+    raise KeyboardInterrupt             # the moment the rewritten log would be moved in place
+  monkeypatch.setattr(rundir.os, "replace", killed)
+  code, _, err = _cli(capsys, "--resume", run, "--steps", "4096")
+  assert code == 2 and "the checkpoint holds iteration 2" in err[0]
+  assert (run / "log.jsonl").read_text() == before
+  assert not [f for f in os.listdir(run) if f.endswith(".tmp")]
+
+
+def test_log_and_checkpoint_agree_after_a_kill_between_their_writes(saved_run, tmp_path, capsys,
+                                                                    monkeypatch):
+  run = _copy(saved_run, tmp_path / "run")
+  real_save = rundir.save_checkpoint
+
+  def save_then_die(path, state, *args):   # the checkpoint of iteration 3 lands, its log does not
+    real_save(path, state, *args)
+    if state["iteration"] == 3:
+      raise KeyboardInterrupt
+  monkeypatch.setattr(rundir, "save_checkpoint", save_then_die)
+  code, _, err = _cli(capsys, "--resume", run, "--steps", "8192")
+  assert code == 2 and "the checkpoint holds iteration 3" in err[0]
+  assert _iterations(run) == [1, 2]
+  monkeypatch.undo()
+  assert _cli(capsys, "--resume", run, "--steps", "5120")[0] == 0
+  assert _iterations(run) == [1, 2, 3, 4, 5]
+  assert int(rundir.load_checkpoint(str(run))[1]["iteration"]) == 5
+
+
+def test_a_partial_last_log_line_and_stale_temporaries_are_cleaned_up(saved_run, tmp_path,
+                                                                      capsys):
+  run = _copy(saved_run, tmp_path / "run")
+  with open(run / "log.jsonl", "a") as f:
+    f.write('{"iteration": 3, "steps": 30')           # a kill in mid-write
+  (run / "checkpoint.npz.abc123.tmp").write_bytes(b"half a checkpoint")
+  (run / "tmpq1w2e3.npz.tmp").write_bytes(b"an older temporary")
+  code, out, _ = _cli(capsys, "--resume", run, "--steps", "3072")
+  assert code == 0 and any("dropped a partial last line" in line for line in out)
+  assert _iterations(run) == [1, 2, 3]
+  assert not [f for f in os.listdir(run) if f.endswith(".tmp")]
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(saved_run, tmp_path, capsys,
+                                                               monkeypatch):
+  run = _copy(saved_run, tmp_path / "run")
+  before = (run / "checkpoint.npz").read_bytes()
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  monkeypatch.setattr(rundir.np, "savez", full)
+  _one_line_error(*_cli(capsys, "--resume", run, "--steps", "4096")[::2], "No space left")
+  assert (run / "checkpoint.npz").read_bytes() == before and _iterations(run) == [1, 2]
+  assert not [f for f in os.listdir(run) if f.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input on the command line: one line, exit 2.
+# ----------------------------------------------------------------------------------------------
+
+def test_bad_places_seeds_and_environments_give_one_line(tmp_path, capsys):
+  (tmp_path / "a-file").write_text("")
+  for out in (tmp_path / "a-file", tmp_path / "a-file" / "run", "/proc/x"):
+    _one_line_error(*_cli(capsys, "--out", out, *SMALL)[::2], "cannot make the run directory")
+  for seed in ("-1", str(2**32)):
+    _one_line_error(*_cli(capsys, "--seed", seed, "--out", tmp_path / "s", *SMALL)[::2],
+                    "seed must be an integer in [0, 2**32)")
+  _one_line_error(*_cli(capsys, "--env", "LunarLander-v3", "--out", tmp_path / "l")[::2],
+                  "'LunarLander-v3' cannot be made here", "Box2D")
+
+
+def test_conflicting_and_ignored_flags(saved_run, tmp_path, capsys):
+  run = _copy(saved_run, tmp_path / "run")
+  _one_line_error(*_cli(capsys, "--resume", run, "--env", "Pendulum-v1")[::2],
+                  "env cannot change on resume")
+  _one_line_error(*_cli(capsys, "--eval", run, "--resume", run)[::2], "--eval takes only")
+  code, out, _ = _cli(capsys, "--resume", run, "--steps", "2048")
+  assert code == 0 and out[-1].startswith("nothing to do: the run has 2048 steps")
+  code, out, _ = _cli(capsys, "--resume", run, "--steps", "3072", "--delta", "0.02")
+  assert code == 0 and out[0] == "resuming with delta 0.01 -> 0.02"
+  assert rundir.load_checkpoint(str(run))[0]["delta"] == 0.02
+  seeded = lambda s: train.evaluate(str(run), episodes=3, seed=s)
+  code, out, _ = _cli(capsys, "--eval", run, "--episodes", "3", "--seed", "5")
+  assert [float(line.split()[-1]) for line in out[:3]] == seeded(5) != seeded(12345)
+
+
+# ----------------------------------------------------------------------------------------------
+# Signals and worker processes (subprocesses).
+# ----------------------------------------------------------------------------------------------
+
+def _start(argv, **kwargs):
+  return subprocess.Popen([sys.executable, "train.py"] + [str(a) for a in argv], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_sigterm_before_the_first_iteration_says_nothing_was_saved(tmp_path):
+  run = tmp_path / "run"
+  proc = _start(["--out", run, "--steps", "100000", "--batch", "100000"])
+  try:
+    deadline = time.monotonic() + 120   # a guard against hanging, not a timing assertion
+    while not (run / "log.jsonl").exists():
+      assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+      time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 2 and err.strip().splitlines()[-1] == (
+      "train.py: error: interrupted before the first iteration completed; no checkpoint was "
+      "written")
+
+
+def _children(pid):
+  """Every live descendant of a process, from /proc."""
+  kids = []
+  for entry in os.listdir("/proc"):
+    try:
+      with open(f"/proc/{entry}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+      continue
+    if entry.isdigit() and int(fields[1]) == pid and fields[0] != "Z":
+      kids.append(int(entry))
+  return kids + [d for k in kids for d in _children(k)]
+
+
+def test_vine_workers_end_when_their_parent_is_killed(tmp_path):
+  proc = _start(["--out", tmp_path / "run", "--method", "vine", "--vine-workers", "2",
+                 "--steps", "10000000", "--batch", "200", "--vine-states", "10"])
+  try:
+    deadline = time.monotonic() + 180
+    while not (tmp_path / "run" / "log.jsonl").exists() or \
+        not (tmp_path / "run" / "log.jsonl").read_text():
+      assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+      time.sleep(0.2)
+    family = _children(proc.pid)
+    assert len(family) >= 2               # the forkserver and the workers
+    proc.kill()                           # SIGKILL: no handler, no shutdown
+    proc.wait()
+    while [p for p in family if os.path.exists(f"/proc/{p}")] and time.monotonic() < deadline:
+      time.sleep(0.5)
+    alive = []
+    for p in family:
+      try:
+        with open(f"/proc/{p}/stat") as f:
+          if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+            alive.append(p)
+      except OSError:
+        pass
+    assert not alive, f"processes left running after the parent died: {alive}"
+  finally:
+    proc.kill()
