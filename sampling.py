@@ -260,15 +260,27 @@ def branch_returns(env, snapshot, first_actions, policy, params, stats, noise, h
 _WORKER = {}   # a branch worker process's own environment and policy (see `branch_pool`)
 
 
+def _alive(pid):
+  """Whether process `pid` runs: a zombie (killed, not yet reaped) counts as dead."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except FileNotFoundError:
+    return False
+  except OSError:                         # no /proc: ask the kernel whether the pid exists
+    try:
+      os.kill(pid, 0)
+      return True
+    except ProcessLookupError:
+      return False
+
+
 def _exit_with(parent):
   """Ends this worker process once `parent` has died (checked every second): a SIGKILLed
   learner cannot shut its pool down, and its workers must not run on without it."""
-  while True:
+  while _alive(parent):
     time.sleep(1.0)
-    try:
-      os.kill(parent, 0)
-    except ProcessLookupError:
-      os._exit(0)
+  os._exit(0)
 
 
 def _branch_worker_init(parent, env_id, seed, hidden, linear_policy, log_std_init):

@@ -241,26 +241,53 @@ def test_conflicting_and_ignored_flags(saved_run, tmp_path, capsys):
 # Signals and worker processes (subprocesses).
 # ----------------------------------------------------------------------------------------------
 
-def _start(argv, **kwargs):
-  return subprocess.Popen([sys.executable, "train.py"] + [str(a) for a in argv], cwd=ROOT,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+def _start(argv, ignore_sigint=False):
+  """`python train.py ARGV` as a subprocess; with ignore_sigint, started as `nohup ... &`
+  starts it (SIGINT ignored)."""
+  prefix = ["-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "os.execv(sys.executable, [sys.executable] + sys.argv[1:])"] if ignore_sigint else []
+  return subprocess.Popen([sys.executable] + prefix + ["train.py"] + [str(a) for a in argv],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _signal_when(proc, ready, sig=signal.SIGTERM):
+  """Sends `sig` once ready() holds; returns (exit status, stderr lines). The 300 s deadline
+  guards against hanging; it is not a timing assertion."""
+  try:
+    deadline = time.monotonic() + 300
+    while not ready():
+      assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+      time.sleep(0.1)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  return proc.returncode, err.strip().splitlines()
+
+
+def _logged(run):
+  return lambda: (run / "log.jsonl").exists() and (run / "log.jsonl").read_text().strip() != ""
+
+
+def test_sigterm_stops_a_background_run_with_its_checkpoint(tmp_path):
+  # `kill PID` on a run started in the background must end it with the one-line message and
+  # leave a checkpoint that resumes.
+  run = tmp_path / "run"
+  proc = _start(["--steps", "10000000", "--batch", "512", "--out", run], ignore_sigint=True)
+  code, err = _signal_when(proc, _logged(run))
+  cfg, state = rundir.load_checkpoint(str(run))
+  last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+  assert code == 2 and err[-1] == (f"train.py: error: interrupted; the checkpoint holds "
+                                   f"iteration {last['iteration']}, the last completed")
+  assert cfg["env"] == "CartPole-v1" and int(state["iteration"]) == last["iteration"] >= 1
 
 
 def test_sigterm_before_the_first_iteration_says_nothing_was_saved(tmp_path):
   run = tmp_path / "run"
   proc = _start(["--out", run, "--steps", "100000", "--batch", "100000"])
-  try:
-    deadline = time.monotonic() + 120   # a guard against hanging, not a timing assertion
-    while not (run / "log.jsonl").exists():
-      assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-      time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-  finally:
-    proc.kill()
-  assert proc.returncode == 2 and err.strip().splitlines()[-1] == (
-      "train.py: error: interrupted before the first iteration completed; no checkpoint was "
-      "written")
+  code, err = _signal_when(proc, (run / "log.jsonl").exists)
+  assert code == 2 and err[-1] == ("train.py: error: interrupted before the first iteration "
+                                   "completed; no checkpoint was written")
 
 
 def _children(pid):
@@ -278,28 +305,26 @@ def _children(pid):
 
 
 def test_vine_workers_end_when_their_parent_is_killed(tmp_path):
-  proc = _start(["--out", tmp_path / "run", "--method", "vine", "--vine-workers", "2",
-                 "--steps", "10000000", "--batch", "200", "--vine-states", "10"])
+  run, family = tmp_path / "run", []
+  proc = _start(["--out", run, "--method", "vine", "--vine-workers", "2", "--steps", "10000000",
+                 "--batch", "200", "--vine-states", "10"])
+
+  def ready():                            # a first iteration done: the workers exist
+    family.extend(_children(proc.pid) if _logged(run)() else [])
+    return bool(family)
+  _signal_when(proc, ready, signal.SIGKILL)   # no handler, no shutdown
+  assert len(family) >= 2                 # the forkserver and the workers
+  deadline = time.monotonic() + 120
+  alive = family
+  while alive and time.monotonic() < deadline:
+    time.sleep(0.5)
+    alive = [p for p in family if _running(p)]
+  assert not alive, f"processes left running after the parent died: {alive}"
+
+
+def _running(pid):
   try:
-    deadline = time.monotonic() + 180
-    while not (tmp_path / "run" / "log.jsonl").exists() or \
-        not (tmp_path / "run" / "log.jsonl").read_text():
-      assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-      time.sleep(0.2)
-    family = _children(proc.pid)
-    assert len(family) >= 2               # the forkserver and the workers
-    proc.kill()                           # SIGKILL: no handler, no shutdown
-    proc.wait()
-    while [p for p in family if os.path.exists(f"/proc/{p}")] and time.monotonic() < deadline:
-      time.sleep(0.5)
-    alive = []
-    for p in family:
-      try:
-        with open(f"/proc/{p}/stat") as f:
-          if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-            alive.append(p)
-      except OSError:
-        pass
-    assert not alive, f"processes left running after the parent died: {alive}"
-  finally:
-    proc.kill()
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except OSError:
+    return False
