@@ -227,33 +227,55 @@ def advantages(rollout, next_obs, predict, estimator, gamma, lam):
 # ----------------------------------------------------------------------------------------------
 
 
-def branch_returns(env, snapshot, first_actions, policy, params, stats, noise, horizon, gamma):
-  """Q̂(s_n, a_k) for each first action a_k from the state saved in `snapshot` (Section 5.2).
+def _pad(x, size):
+  """x [B, ...] padded to [size, ...] by repeating its last row (keeps one jit shape)."""
+  return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)]) if len(x) < size else x
 
-  For every k: restore the environment (`envs.set_state`), take a_k, then follow π_θ for
-  horizon − 1 more steps, and return Σₜ γᵗ rₜ (t < horizon, stopping at the end of the episode).
-  Common random numbers: every branch restores the same simulator state, including its random
-  number generator, and draws its policy actions from the same standard noise `noise`
-  (leading axis ≥ horizon − 1, one entry per step, as from `rollout_noise` with one
-  environment), so the K estimates differ only through the first action.
-  first_actions: [K, ...]. Returns (Q̂ [K] float64, the number of simulator steps taken).
+
+def _lockstep(copies, snapshots, first_actions, policy, params, stats, noise, horizon, gamma):
+  """The branches of one group, one per environment copy, stepped together."""
+  n, size = len(snapshots), len(copies)
+  space, obs, discount = copies[0].action_space, [None] * n, gamma
+  total, running, steps = np.zeros(n), np.ones(n, bool), n
+  for b in range(n):
+    envs_lib.set_state(copies[b], snapshots[b])
+    obs[b], r, term, trunc, _ = copies[b].step(envs_lib.env_action(space, first_actions[b]))
+    total[b], running[b] = float(r), not (term or trunc)
+  for t in range(horizon - 1):
+    if not running.any():
+      break
+    noise_t = jax.tree_util.tree_map(lambda x: _pad(x[t], size), noise)
+    a = np.asarray(act(policy, params, stats, _pad(np.stack([as_input(o) for o in obs]), size),
+                       noise_t))
+    for b in np.flatnonzero(running):
+      obs[b], r, term, trunc, _ = copies[b].step(envs_lib.env_action(space, a[b]))
+      total[b] += discount * float(r)
+      running[b], steps = not (term or trunc), steps + 1
+    discount *= gamma
+  return total, steps
+
+
+def branch_returns(copies, snapshots, first_actions, policy, params, stats, noise, horizon,
+                   gamma):
+  """Q̂ of B vine branches (Section 5.2), len(copies) of them at a time, in lockstep.
+
+  Branch b restores an environment copy to snapshots[b] (`envs.set_state`), takes
+  first_actions[b] ([B, ...]), then follows π_θ for horizon − 1 more steps on the standard
+  noise noise[:, b] (leaves [≥ horizon − 1, B, ...], as from `rollout_noise`), and returns
+  Σₜ γᵗ rₜ (t < horizon, stopping at the end of the episode). The branches of a group step
+  together: one policy call per step for the whole group (finished branches' rows are computed
+  and ignored, and the last group is padded, so the call keeps one shape). Common random
+  numbers: branches from one state share its snapshot (the simulator state with its RNG) and
+  its noise, so their estimates differ only through the first action. With one copy the
+  branches run one after another. Returns (Q̂ [B] float64, simulator steps taken).
   """
-  q, steps = np.zeros(len(first_actions)), 0
-  space = env.action_space
-  for k, a in enumerate(first_actions):
-    envs_lib.set_state(env, snapshot)
-    obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a)))
-    total, discount, steps = float(r), gamma, steps + 1
-    for t in range(horizon - 1):
-      if term or trunc:
-        break
-      noise_t = jax.tree_util.tree_map(lambda x: x[t], noise)
-      a_t = act(policy, params, stats, as_input(obs)[None], noise_t)
-      obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a_t)[0]))
-      total += discount * float(r)
-      discount *= gamma
-      steps += 1
-    q[k] = total
+  q, steps, size = np.zeros(len(snapshots)), 0, len(copies)
+  for lo in range(0, len(snapshots), size):
+    hi = min(lo + size, len(snapshots))
+    group_noise = jax.tree_util.tree_map(lambda x: x[:, lo:hi], noise)
+    q[lo:hi], used = _lockstep(copies, snapshots[lo:hi], first_actions[lo:hi], policy, params,
+                               stats, group_noise, horizon, gamma)
+    steps += used
   return q, steps
 
 
@@ -283,34 +305,35 @@ def _exit_with(parent):
   os._exit(0)
 
 
-def _branch_worker_init(parent, env_id, seed, hidden, linear_policy, log_std_init):
+def _branch_worker_init(parent, env_id, seed, copies, hidden, linear_policy, log_std_init):
   threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-  env, _ = envs_lib.make_single(env_id, seed)
-  _WORKER["env"] = env
+  _WORKER["copies"] = [envs_lib.make_single(env_id, seed)[0] for _ in range(copies)]
+  env = _WORKER["copies"][0]
   _WORKER["policy"] = envs_lib.policy_for(env.observation_space, env.action_space, hidden,
                                           linear_policy, log_std_init)
 
 
 def _branch_worker(task):
-  snapshot, first_actions, params, stats, noise, horizon, gamma = task
-  return branch_returns(_WORKER["env"], snapshot, first_actions, _WORKER["policy"], params,
+  snapshots, first_actions, params, stats, noise, horizon, gamma = task
+  return branch_returns(_WORKER["copies"], snapshots, first_actions, _WORKER["policy"], params,
                         stats, noise, horizon, gamma)
 
 
-def branch_pool(env_id, seed, workers, hidden=(64, 64), linear_policy=False, log_std_init=0.0):
+def branch_pool(env_id, seed, workers, copies=1, hidden=(64, 64), linear_policy=False,
+                log_std_init=0.0):
   """A process pool that runs vine branches (`branch_returns`) on `workers` cores.
 
-  Each worker builds its own environment (`envs.make_single(env_id, seed)`) and policy functions
-  (`envs.policy_for`, same architecture as the learner's) once; each task then carries a
-  snapshot, the K first actions, the parameters and the common random numbers, so a branch
-  computed in a worker equals the one computed in-process. Processes start by forkserver, since
-  JAX is multithreaded, and end by themselves if this process dies. Pass it to
-  `vine(..., pool=)`; shut it down with `pool.shutdown()`.
+  Each worker builds `copies` environments (`envs.make_single(env_id, seed)`) and the policy
+  functions (`envs.policy_for`, same architecture as the learner's) once; each task then
+  carries a group of branches (snapshots, first actions, common random numbers) and the
+  parameters, so a group computed in a worker equals the one computed in-process with as many
+  copies. Processes start by forkserver, since JAX is multithreaded, and end by themselves if
+  this process dies. Pass it to `vine(..., pool=)`; shut it down with `pool.shutdown()`.
   """
   return concurrent.futures.ProcessPoolExecutor(
       workers, mp_context=multiprocessing.get_context("forkserver"),
       initializer=_branch_worker_init,
-      initargs=(os.getpid(), env_id, seed, tuple(hidden), linear_policy, log_std_init))
+      initargs=(os.getpid(), env_id, seed, copies, tuple(hidden), linear_policy, log_std_init))
 
 
 def vine_trunk(env, trunk, policy, params, stats, keys, trunk_steps, n_states):
@@ -360,10 +383,14 @@ def vine_actions(policy, params, stats, states, key, n_actions, q, space):
 
 
 def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon, gamma,
-         trunk_steps, q="policy", pool=None):
+         trunk_steps, q="policy", copies=None, pool=None):
   """One vine batch (Section 5.2, Figure 1 right): `vine_trunk`, then `vine_actions`, then
-  `branch_returns` from each saved state with common random numbers, Q̂ over `horizon` steps,
-  in the worker processes of `pool` (from `branch_pool`) when given, else in this process.
+  `branch_returns` from each saved state with common random numbers, Q̂ over `horizon` steps.
+
+  The N·K branches run in lockstep groups of len(copies) environment copies (one policy call
+  per step per group; default: the trunk's own environment, one branch at a time), or in the
+  worker processes of `pool` (from `branch_pool`, whose workers hold `copies` copies each; pass
+  the same number as `copies` here, e.g. [None] * C, so that the groups are the same).
 
   Returns (batch, trunk, episodes, simulator steps): batch = {"obs" [N, ...], "actions"
   [N, K, ...], "q" [N, K], "logp_q" [N, K] unless q == "all"} for `trpo.step`; episodes lists
@@ -379,23 +406,29 @@ def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon
       env, trunk, policy, params, stats, (k_trunk, k_pick), trunk_steps, n_states)
   end = envs_lib.get_state(env)
   actions, logp_q = vine_actions(policy, params, stats, states, k_act, n_actions, q, space)
-  n = len(states)
+  n, k = actions.shape[:2]
   crns = [rollout_noise(policy, params, states[i:i + 1], key_i, horizon)
           for i, key_i in enumerate(jax.random.split(k_branch, n))]
+  # Branch n·K + k: state n's snapshot and noise (common random numbers), first action a_{n,k}.
+  noise = jax.tree_util.tree_map(lambda *x: np.repeat(np.concatenate(x, 1), k, 1), *crns)
+  snaps = [s for s in snapshots for _ in range(k)]
+  first = actions.reshape((n * k,) + actions.shape[2:])
+  copies = copies or [env]
   if pool is None:
-    results = [branch_returns(env, snapshots[i], actions[i], policy, params, stats, crns[i],
-                              horizon, gamma) for i in range(n)]
+    q_hat, used = branch_returns(copies, snaps, first, policy, params, stats, noise, horizon,
+                                 gamma)
   else:
-    host = jax.tree_util.tree_map(np.asarray, (params, stats))
-    tasks = [(snapshots[i], actions[i], host[0], host[1], crns[i], horizon, gamma)
-             for i in range(n)]
-    results = list(pool.map(_branch_worker, tasks, chunksize=max(1, n // 16)))
+    host, g = jax.tree_util.tree_map(np.asarray, (params, stats)), len(copies)
+    tasks = [(snaps[lo:lo + g], first[lo:lo + g], host[0], host[1],
+              jax.tree_util.tree_map(lambda x: x[:, lo:lo + g], noise), horizon, gamma)
+             for lo in range(0, n * k, g)]
+    results = list(pool.map(_branch_worker, tasks, chunksize=max(1, len(tasks) // 16)))
+    q_hat, used = np.concatenate([r for r, _ in results]), sum(u for _, u in results)
   envs_lib.set_state(env, end)           # the trunk carries on from where it stopped
-  batch = {"obs": states, "actions": actions,
-           "q": np.array([qi for qi, _ in results]).astype(np.float32)}
+  batch = {"obs": states, "actions": actions, "q": q_hat.reshape(n, k).astype(np.float32)}
   if logp_q is not None:
     batch["logp_q"] = logp_q.astype(np.float32)
-  return batch, trunk, episodes, trunk_steps + sum(used for _, used in results)
+  return batch, trunk, episodes, trunk_steps + used
 
 
 @functools.partial(jax.jit, static_argnames=("apply",))

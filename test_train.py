@@ -212,9 +212,12 @@ def test_vine_surrogates_match_brute_force():
   assert abs(L(q_k + 7.0) - (expected + 7.0)) < 1e-4    # self-normalised: no baseline needed
 
 
-def test_branch_returns_use_common_random_numbers_and_replay():
+@pytest.mark.parametrize("n_copies", [1, 3])
+def test_branch_returns_use_common_random_numbers_and_replay(n_copies):
+  # Three branches from one Hopper state, one after another (1 copy) or in lockstep (3 copies).
   env_id, seed, gamma, horizon = "Hopper-v5", 4, 0.99, 20
-  env, obs = envs.make_single(env_id, seed=seed)
+  copies = [envs.make_single(env_id, seed=seed)[0] for _ in range(n_copies)]
+  env = copies[0]
   policy = envs.policy_for(env.observation_space, env.action_space, hidden=(8,))
   params = _params(policy, env.observation_space.shape, 24)
   prefix = [np.full(3, 0.1 * i, np.float32) for i in range(5)]
@@ -224,13 +227,17 @@ def test_branch_returns_use_common_random_numbers_and_replay():
   noise = sampling.rollout_noise(policy, params, sampling.as_input(obs)[None],
                                  jax.random.PRNGKey(0), horizon)
   first = np.array([[0.5, -0.5, 0.2], [-0.3, 0.4, 0.0], [0.5, -0.5, 0.2]], np.float32)
-  q, steps = sampling.branch_returns(env, snapshot, first, policy, params, None, noise, horizon,
-                                     gamma)
+  branch_noise = jax.tree_util.tree_map(lambda x: np.repeat(x, 3, axis=1), noise)
+  q, steps = sampling.branch_returns(copies, [snapshot] * 3, first, policy, params, None,
+                                     branch_noise, horizon, gamma)
   assert 3 <= steps <= 3 * horizon
-  env.close()
+  for c in copies:
+    c.close()
   assert q[0] == q[2] and q[0] != q[1]        # same first action + same noise: same estimate
   # Independently: a fresh environment, the same seed and prefix (no state restore), the first
-  # action, then the policy on the same noise; the discounted return must match Q̂ exactly.
+  # action, then the policy on the same noise (one state per call); the discounted return must
+  # match Q̂ (exactly when the branches ran one at a time, to float32 rounding of the policy's
+  # batched matrix products otherwise).
   env2, _ = envs.make_single(env_id, seed=seed)
   for a in prefix:
     env2.step(a)
@@ -244,30 +251,37 @@ def test_branch_returns_use_common_random_numbers_and_replay():
     o, r, term, trunc, _ = env2.step(np.clip(np.asarray(a)[0], -1, 1))
     total += gamma**(t + 1) * float(r)
   env2.close()
-  assert abs(total - q[1]) < 1e-9 * max(1.0, abs(total))
+  assert abs(total - q[1]) < (1e-9 if n_copies == 1 else 1e-4) * max(1.0, abs(total))
 
 
-def test_branches_in_worker_processes_equal_in_process_branches():
-  # The worker rebuilds env and policy from the id and architecture; snapshots, parameters and
-  # the common random numbers travel by pickle, so the batch must be identical.
+def test_lockstep_branches_and_worker_processes_equal_one_branch_at_a_time():
+  # The same vine batch three ways: one branch at a time in this process, 4 copies in lockstep,
+  # and 2 worker processes holding 4 copies each (their groups equal the lockstep ones; the
+  # snapshots, parameters and common random numbers travel by pickle).
   env, obs = envs.make_single("CartPole-v1", 0)
   policy = envs.policy_for(env.observation_space, env.action_space, hidden=(8,))
   params = _params(policy, env.observation_space.shape, 5)
   kw = dict(n_states=6, n_actions=2, horizon=10, gamma=0.9, trunk_steps=40, q="all")
   trunk = {"obs": obs, "ret": 0.0, "len": 0}
   snap = envs.get_state(env)
-  serial = sampling.vine(env, trunk, policy, params, None, jax.random.PRNGKey(3), **kw)[0]
+  vine = lambda **extra: sampling.vine(env, trunk, policy, params, None, jax.random.PRNGKey(3),
+                                       **kw, **extra)[0]
+  serial = vine()
+  copies = [env] + [envs.make_single("CartPole-v1", 0)[0] for _ in range(3)]
   envs.set_state(env, snap)
-  pool = sampling.branch_pool("CartPole-v1", 0, 2, hidden=(8,))
+  lockstep = vine(copies=copies)
+  pool = sampling.branch_pool("CartPole-v1", 0, 2, copies=4, hidden=(8,))
   try:
-    pooled = sampling.vine(env, trunk, policy, params, None, jax.random.PRNGKey(3), pool=pool,
-                           **kw)[0]
+    envs.set_state(env, snap)
+    pooled = vine(copies=[None] * 4, pool=pool)
   finally:
     pool.shutdown()
-    env.close()
-  assert serial.keys() == pooled.keys()
-  for k in serial:
-    np.testing.assert_array_equal(serial[k], pooled[k])
+    for c in copies:
+      c.close()
+  assert serial.keys() == pooled.keys() == lockstep.keys()
+  for k in serial:      # categorical actions from Gumbel noise: no rounding to tell them apart
+    np.testing.assert_array_equal(serial[k], lockstep[k])
+    np.testing.assert_array_equal(lockstep[k], pooled[k])
   assert np.ptp(serial["q"]) > 0
 
 

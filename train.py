@@ -36,7 +36,7 @@ DEFAULTS = {
     "vectorization": "auto", "log_std_init": 0.0,
     # Vine (Section 5.2; Table 2 uses N·K = 500 Q-values, K = 4, rollouts of 50 on Swimmer).
     "vine_states": 125, "vine_actions": 4, "vine_horizon": 50, "vine_q": "policy",
-    "vine_workers": 1,
+    "vine_workers": 1, "vine_copies": 16,
     # The comparison methods of Section 8 (see ALGORITHMS and baselines.py).
     "step_size": 0.1, "population": 20, "elite_frac": 0.2, "search_std": 0.5,
     "temperature": 1.0, "reps_epsilon": 0.1, "ml_epochs": 10, "ml_lr": 1e-2,
@@ -70,6 +70,7 @@ def validate_config(cfg):
       ("vine_actions", cfg["vine_actions"] >= 1, "an integer >= 1"),
       ("vine_horizon", cfg["vine_horizon"] >= 1, "an integer >= 1"),
       ("vine_workers", cfg["vine_workers"] >= 1, "an integer >= 1"),
+      ("vine_copies", cfg["vine_copies"] >= 1, "an integer >= 1"),
       ("hidden", all(int(h) >= 1 for h in cfg["hidden"]), "positive layer sizes"),
       ("vf_epochs", cfg["vf_epochs"] >= 1, "an integer >= 1"),
       ("vf_lr", 0 < cfg["vf_lr"] < math.inf, "a number > 0"),
@@ -129,7 +130,7 @@ def vine_iteration(cfg, run, state, trunk, keys):
   vb, trunk, episodes, n = sampling.vine(
       run["env"], trunk, run["policy"], params, stats, k_roll, n_states=cfg["vine_states"],
       n_actions=cfg["vine_actions"], horizon=cfg["vine_horizon"], gamma=cfg["gamma"],
-      trunk_steps=cfg["batch"], q=cfg["vine_q"], pool=run["pool"])
+      trunk_steps=cfg["batch"], q=cfg["vine_q"], copies=run["copies"], pool=run["pool"])
   # A common shift of Q̂ leaves both vine estimators' gradients unchanged (their weights sum to
   # one) and the step length is set by δ: standardising only keeps the numbers tame.
   vb["q"] = (vb["q"] - vb["q"].mean()) / (vb["q"].std() + 1e-8)
@@ -147,6 +148,18 @@ def vine_iteration(cfg, run, state, trunk, keys):
 # other option may be changed on --resume (the change is printed).
 FIXED_ON_RESUME = ("env", "seed", "method", "hidden", "linear_policy", "log_std_init",
                    "normalize_obs")
+
+
+def branch_runners(cfg, env):
+  """(copies, pool) for the vine branches: `vine_copies` environments stepped in lockstep
+  (the trunk's own `env` among them), or with vine_workers > 1 a `sampling.branch_pool` whose
+  workers hold that many copies each (then copies only sets the group size)."""
+  size = cfg["vine_copies"]
+  if cfg["vine_workers"] > 1:
+    pool = sampling.branch_pool(cfg["env"], cfg["seed"], cfg["vine_workers"], size,
+                                cfg["hidden"], cfg["linear_policy"], cfg["log_std_init"])
+    return [env] + [None] * (size - 1), pool
+  return [env] + [envs.make_single(cfg["env"], cfg["seed"])[0] for _ in range(size - 1)], None
 
 
 def make_config(given, out, resume, note=print):
@@ -194,17 +207,16 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
     return baselines.train(cfg, out, resume, log, overwrite)
   vine = cfg["method"] == "vine"
   run, state, ckpt = rundir.start(cfg, out, resume, vine, overwrite, log)
-  run["update"], run["pool"] = policy_update(cfg), None
+  run["update"], run["pool"], run["copies"] = policy_update(cfg), None, [run["env"]]
   iteration = functools.partial(vine_iteration if vine else single_path_iteration, cfg, run)
   carry = {"obs": run["obs"], "ret": 0.0, "len": 0} if vine else run["obs"]
   try:
-    if vine and cfg["vine_workers"] > 1:
-      run["pool"] = sampling.branch_pool(cfg["env"], cfg["seed"], cfg["vine_workers"],
-                                         cfg["hidden"], cfg["linear_policy"],
-                                         cfg["log_std_init"])
+    if vine:
+      run["copies"], run["pool"] = branch_runners(cfg, run["env"])
     state, history = rundir.loop(cfg, state, carry, iteration, ckpt, log)
   finally:
-    run["env"].close()
+    for env in (e for e in run["copies"] if e is not None):
+      env.close()
     if run["pool"] is not None:
       run["pool"].shutdown()
   if not history:
@@ -270,6 +282,8 @@ FLAGS = [   # (option, type or choices, help) for the command line
     ("vine_horizon", int, "vine: T, length of each branch rollout"),
     ("vine_q", ("policy", "uniform", "all"), "vine: q (all: every discrete action, Eq. (15))"),
     ("vine_workers", int, "vine: processes for the branch rollouts (1: in this process)"),
+    ("vine_copies", int, "vine: environment copies whose branches step together, one policy "
+     "call per step (1: one branch at a time)"),
     ("step_size", float, "natural_gradient: the fixed step 1/λ along A⁻¹g"),
     ("population", int, "cem, cma: candidates per iteration (one episode each)"),
     ("elite_frac", float, "cem: fraction of candidates refitted to"),
