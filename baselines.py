@@ -249,25 +249,6 @@ def search_iteration(method, search, env, policy, unravel, stats, rng, populatio
 # ----------------------------------------------------------------------------------------------
 
 
-def check_config(cfg):
-  """Raises ValueError naming the first option of these methods outside its range."""
-  checks = [
-      ("population", cfg["population"] >= 2, "an integer >= 2"),
-      ("elite_frac", 0 < cfg["elite_frac"] <= 1, "in (0, 1]"),
-      ("search_std", 0 < cfg["search_std"] < math.inf, "a number > 0"),
-      ("temperature", 0 < cfg["temperature"] < math.inf, "a number > 0"),
-      ("reps_epsilon", 0 < cfg["reps_epsilon"] < math.inf, "a number > 0"),
-      ("ml_epochs", cfg["ml_epochs"] >= 1, "an integer >= 1"),
-      ("ml_lr", 0 < cfg["ml_lr"] < math.inf, "a number > 0"),
-  ]
-  for name, ok, allowed in checks:
-    if not ok:
-      raise ValueError(f"{name} must be {allowed}, got {cfg[name]!r}")
-  if cfg["method"] in SEARCH and cfg["normalize_obs"]:
-    raise ValueError(f"normalize_obs is not available with method {cfg['method']!r} (the "
-                     "parameter search scores fixed policies); drop --normalize-obs")
-
-
 def search_arrays(state):
   """The checkpoint entries of a search state: CEM's mean and std, CMA-ES's costs so far."""
   search = state["search"]
@@ -294,10 +275,6 @@ def _search_state(cfg, theta0, saved, iteration):
   return cma_init(theta0, cfg["search_std"], cfg["population"], cfg["seed"], costs)
 
 
-def _no_update_info():
-  return {"kl": math.nan, "actual_improve": math.nan, "backtracks": 0, "accepted": True}
-
-
 def search_train_iteration(cfg, run, state, carry, keys):
   """One CEM / CMA-ES iteration: `population` candidates of one deterministic episode each."""
   rng = np.random.default_rng([cfg["seed"], state["iteration"]])
@@ -309,7 +286,8 @@ def search_train_iteration(cfg, run, state, carry, keys):
       cfg["method"], state["search"], run["env"], run["policy"], unravel, state["stats"], rng,
       cfg["population"], cfg["elite_frac"], extra)
   return {"params": unravel(jnp.asarray(mean, jnp.float32)), "vparams": state["vparams"],
-          "stats": state["stats"], "search": search, "info": _no_update_info(),
+          "stats": state["stats"], "search": search,
+          "info": {"kl": math.nan, "actual_improve": math.nan, "backtracks": 0, "accepted": True},
           "episodes": episodes, "steps": sum(n for _, n in episodes), "vf_loss": None}, carry
 
 

@@ -27,19 +27,9 @@ from gymnasium.vector import AutoresetMode
 
 import policies
 
-ATARI_GAMES = ("BeamRider", "Breakout", "Enduro", "Pong", "Qbert", "Seaquest", "SpaceInvaders")
-PAPER_TASKS = ("Swimmer-v5", "Hopper-v5", "Walker2d-v5", "CartPole-v1") + tuple(
-    f"ALE/{g}-v5" for g in ATARI_GAMES)
 VECTORIZATION = ("auto", "sync", "async")
 
-_registered_ale = False
-
-
-def _register_ale():
-  global _registered_ale
-  if not _registered_ale:
-    gym.register_envs(ale_py)
-    _registered_ale = True
+gym.register_envs(ale_py)   # the ALE/... ids (importing ale_py registers them; this keeps it used)
 
 
 def is_atari(env_id):
@@ -63,7 +53,6 @@ def _make_args(env_id):
   """(gym.make keyword arguments, wrappers) for an id; ValueError for an unknown id."""
   kwargs, wrappers = {}, []
   if is_atari(env_id):
-    _register_ale()
     # Frame skipping is done by AtariPreprocessing; no sticky actions, as in Mnih et al. (2013).
     kwargs = {"frameskip": 1, "repeat_action_probability": 0.0}
     wrappers = atari_wrappers()

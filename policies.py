@@ -43,6 +43,13 @@ _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 # Distributions (Appendix D).
 # ----------------------------------------------------------------------------------------------
 
+def _distribution(name, noise, transform, log_prob, entropy, kl, fisher_vp, mode):
+  """A distribution dict from its functions, with sample(key, µ) = transform(µ, noise(key, µ))."""
+  return {"name": name, "noise": noise, "transform": transform, "log_prob": log_prob,
+          "entropy": entropy, "kl": kl, "fisher_vp": fisher_vp, "mode": mode,
+          "sample": lambda key, mu: transform(mu, noise(key, mu))}
+
+
 # Each sample is a deterministic transform of standard noise drawn apart from µ. Drawing the noise
 # first lets a sampler draw it for a whole rollout at once, and reuse it: the same noise in every
 # branch of a vine is the common random numbers of Section 5.2.
@@ -55,10 +62,6 @@ def _gaussian_noise(key, mu):
 def _gaussian_transform(mu, eps):
   """a = mean + σ ⊙ ε;  µ = {"mean": [B, d], "log_std": [B, d]}."""
   return mu["mean"] + jnp.exp(mu["log_std"]) * eps
-
-
-def _gaussian_sample(key, mu):
-  return _gaussian_transform(mu, _gaussian_noise(key, mu))
 
 
 def _gaussian_log_prob(mu, a):
@@ -104,17 +107,8 @@ def _gaussian_mode(mu):
   return mu["mean"]
 
 
-GAUSSIAN = {
-    "name": "gaussian",
-    "sample": _gaussian_sample,
-    "noise": _gaussian_noise,
-    "transform": _gaussian_transform,
-    "log_prob": _gaussian_log_prob,
-    "entropy": _gaussian_entropy,
-    "kl": _gaussian_kl,
-    "fisher_vp": _gaussian_fisher_vp,
-    "mode": _gaussian_mode,
-}
+GAUSSIAN = _distribution("gaussian", _gaussian_noise, _gaussian_transform, _gaussian_log_prob,
+                         _gaussian_entropy, _gaussian_kl, _gaussian_fisher_vp, _gaussian_mode)
 
 
 def _categorical_noise(key, mu):
@@ -125,11 +119,6 @@ def _categorical_noise(key, mu):
 def _categorical_transform(mu, g):
   """a = argmaxₖ (logitsₖ + gₖ), g ~ Gumbel: a ~ softmax(logits) (the Gumbel-max trick)."""
   return jnp.argmax(mu["logits"] + g["logits"], axis=-1)
-
-
-def _categorical_sample(key, mu):
-  """a ~ softmax(logits);  µ = {"logits": [B, n]} → a: [B] int32."""
-  return _categorical_transform(mu, _categorical_noise(key, mu))
 
 
 def _categorical_log_prob(mu, a):
@@ -162,17 +151,9 @@ def _categorical_mode(mu):
   return jnp.argmax(mu["logits"], axis=-1)
 
 
-CATEGORICAL = {
-    "name": "categorical",
-    "sample": _categorical_sample,
-    "noise": _categorical_noise,
-    "transform": _categorical_transform,
-    "log_prob": _categorical_log_prob,
-    "entropy": _categorical_entropy,
-    "kl": _categorical_kl,
-    "fisher_vp": _categorical_fisher_vp,
-    "mode": _categorical_mode,
-}
+CATEGORICAL = _distribution("categorical", _categorical_noise, _categorical_transform,
+                            _categorical_log_prob, _categorical_entropy, _categorical_kl,
+                            _categorical_fisher_vp, _categorical_mode)
 
 
 # A factored categorical is a tuple of independent categoricals (Appendix D): µ = {"logits":
@@ -191,10 +172,6 @@ def _factored_noise(key, mu):
 def _factored_transform(mu, g):
   return jnp.stack([_categorical_transform(f, n) for f, n in zip(_factors(mu), _factors(g))],
                    axis=-1)
-
-
-def _factored_sample(key, mu):
-  return _factored_transform(mu, _factored_noise(key, mu))
 
 
 def _factored_log_prob(mu, a):
@@ -218,17 +195,9 @@ def _factored_mode(mu):
   return jnp.stack([_categorical_mode(f) for f in _factors(mu)], axis=-1)
 
 
-FACTORED_CATEGORICAL = {
-    "name": "factored_categorical",
-    "sample": _factored_sample,
-    "noise": _factored_noise,
-    "transform": _factored_transform,
-    "log_prob": _factored_log_prob,
-    "entropy": _factored_entropy,
-    "kl": _factored_kl,
-    "fisher_vp": _factored_fisher_vp,
-    "mode": _factored_mode,
-}
+FACTORED_CATEGORICAL = _distribution("factored_categorical", _factored_noise,
+                                     _factored_transform, _factored_log_prob, _factored_entropy,
+                                     _factored_kl, _factored_fisher_vp, _factored_mode)
 
 
 

@@ -32,11 +32,12 @@ def build(cfg, single_env=False):
   The environment is a vector env of cfg["num_envs"] copies, or with `single_env` one
   environment whose state can be saved and restored (vine, Section 5.2; the parameter searches).
   """
+  seed = cfg["seed"] + 10007 * jax.process_index()      # processes sample apart (`parallel`)
   if single_env:
-    env, obs = envs.make_single(cfg["env"], cfg["seed"])
+    env, obs = envs.make_single(cfg["env"], seed)
     obs_space, action_space = env.observation_space, env.action_space
   else:
-    env, obs = envs.make(cfg["env"], cfg["num_envs"], cfg["seed"], cfg["vectorization"])
+    env, obs = envs.make(cfg["env"], cfg["num_envs"], seed, cfg["vectorization"])
     obs_space, action_space = env.single_observation_space, env.single_action_space
   try:
     policy = envs.policy_for(obs_space, action_space, tuple(cfg["hidden"]),
@@ -63,15 +64,19 @@ def start(cfg, out, resume, single_env=False, overwrite=False, note=print):
   """(run, state, checkpoint path or None) for a training loop: run is what `build` makes for
   the config plus "saved" (the checkpoint's arrays when resuming, else None); state is the
   state at iteration 0 or, resuming, the checkpoint's (episodes restart: the simulator state
-  is not checkpointed); DIR is prepared by `open_run`."""
+  is not checkpointed); DIR is prepared by `open_run` (by process 0 only, if there are
+  several: see `parallel`)."""
   run = build(cfg, single_env)
   state, run["saved"] = init_state(cfg, run), None
   try:
     if resume:
       run["saved"] = load_checkpoint(out)[1]
       state = restore_state(state, run["saved"], cfg)
-      run["obs"] = run["env"].reset(seed=cfg["seed"] + 7919 * state["iteration"])[0]
-    ckpt = open_run(out, resume, run["saved"], overwrite, note) if out else None
+      seed = cfg["seed"] + 7919 * state["iteration"] + 10007 * jax.process_index()
+      run["obs"] = run["env"].reset(seed=seed)[0]
+    # One writer: process 0 (`parallel`); the others read the checkpoint to resume.
+    write = out and jax.process_index() == 0
+    ckpt = open_run(out, resume, run["saved"], overwrite, note) if write else None
   except BaseException:
     run["env"].close()
     raise

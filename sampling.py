@@ -182,13 +182,15 @@ def flatten(x):
   return x.reshape((-1,) + x.shape[2:])
 
 
-def policy_batch(rollout, adv, stats):
+def policy_batch(rollout, adv, stats, adv_all=None):
   """The single-path batch of `trpo.step` (Section 5.1) from a rollout and its advantages
-  [T, E]: {"obs" (normalised), "actions", "adv" (standardised)}, each [T·E, ...]."""
+  [T, E]: {"obs" (normalised), "actions", "adv" (standardised by the mean and standard
+  deviation of adv_all, all processes' advantages, default adv)}, each [T·E, ...]."""
   adv = flatten(adv)
+  adv_all = adv if adv_all is None else adv_all
   # Standardising Â only rescales the surrogate (β is fixed by δ, not by |g|) and centring
   # acts as a constant baseline, which leaves the expected gradient unchanged (Section 5).
-  adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+  adv = (adv - adv_all.mean()) / (adv_all.std() + 1e-8)
   return {"obs": normalize(stats, jnp.asarray(flatten(rollout["obs"]))),
           "actions": jnp.asarray(flatten(rollout["actions"])), "adv": jnp.asarray(adv)}
 
@@ -283,18 +285,13 @@ _WORKER = {}   # a branch worker process's own environment and policy (see `bran
 
 
 def _alive(pid):
-  """Whether process `pid` runs: a zombie (killed, not yet reaped) counts as dead."""
+  """Whether process `pid` runs (a zombie, killed but not yet reaped, counts as dead); True
+  where there is no /proc to ask (then workers end with their pool only)."""
   try:
     with open(f"/proc/{pid}/stat") as f:
       return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-  except FileNotFoundError:
-    return False
-  except OSError:                         # no /proc: ask the kernel whether the pid exists
-    try:
-      os.kill(pid, 0)
-      return True
-    except ProcessLookupError:
-      return False
+  except OSError:
+    return not os.path.isdir("/proc")
 
 
 def _exit_with(parent):

@@ -18,11 +18,13 @@ import signal
 import sys
 import threading
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 import baselines
 import envs
+import parallel
 import rundir
 import sampling
 import trpo
@@ -75,13 +77,21 @@ def validate_config(cfg):
       ("vf_epochs", cfg["vf_epochs"] >= 1, "an integer >= 1"),
       ("vf_lr", 0 < cfg["vf_lr"] < math.inf, "a number > 0"),
       ("log_std_init", abs(cfg["log_std_init"]) < 20, "a number in (-20, 20)"),
+      ("population", cfg["population"] >= 2, "an integer >= 2"),
+      ("elite_frac", 0 < cfg["elite_frac"] <= 1, "in (0, 1]"),
+      ("search_std", 0 < cfg["search_std"] < math.inf, "a number > 0"),
+      ("temperature", 0 < cfg["temperature"] < math.inf, "a number > 0"),
+      ("reps_epsilon", 0 < cfg["reps_epsilon"] < math.inf, "a number > 0"),
+      ("ml_epochs", cfg["ml_epochs"] >= 1, "an integer >= 1"),
+      ("ml_lr", 0 < cfg["ml_lr"] < math.inf, "a number > 0"),
+      ("normalize_obs", not (cfg["method"] in baselines.SEARCH and cfg["normalize_obs"]),
+       f"off with method {cfg['method']!r} (the parameter search scores fixed policies)"),
   ]
   for name, ok, allowed in checks:
     if not ok:
       raise ValueError(f"{name} must be {allowed}, got {cfg[name]!r}")
   trpo.check_options(delta=cfg["delta"], damping=cfg["damping"], cg_iters=cfg["cg_iters"],
                      subsample=cfg["subsample"], step_size=cfg["step_size"])
-  baselines.check_config(cfg)
 
 
 def policy_update(cfg):
@@ -102,24 +112,35 @@ def policy_update(cfg):
 
 
 def single_path_iteration(cfg, run, state, obs, keys):
-  """Sample `batch` steps with π_θold (Section 5.1); advantages by GAE(λ) with the value
-  function, or the paper's discounted returns (estimator "mc"); one update; refit V.
+  """Sample `batch` steps with π_θold (Section 5.1; with several processes, each samples its
+  share); advantages by GAE(λ) with the value function, or the paper's discounted returns
+  (estimator "mc"); one update and the refit of V on the batch of all processes (`parallel`).
   Returns (the iteration's results, the observations that continue the episodes)."""
   k_roll, k_step, k_vf = keys
-  params, vparams, stats = state["params"], state["vparams"], state["stats"]
-  T, v_apply = max(1, cfg["batch"] // cfg["num_envs"]), run["value"][1]
+  if jax.process_count() > 1:              # each process draws its own actions
+    k_roll = jax.random.fold_in(k_roll, jax.process_index())
+  params, vparams = parallel.local((state["params"], state["vparams"]))
+  stats, v_apply = state["stats"], run["value"][1]
+  T = max(1, cfg["batch"] // cfg["num_envs"] // jax.process_count())
   roll, obs, episodes = sampling.single_path(run["env"], obs, run["policy"], params, stats,
                                              k_roll, T)
   adv, targets = sampling.advantages(roll, obs, value.predictor(vparams, stats, v_apply),
                                      cfg["estimator"], cfg["gamma"], cfg["lam"])
-  params, info = run["update"](params, sampling.policy_batch(roll, adv, stats), run["policy"],
-                               k_step)
-  vparams, vf_loss = value.refit(vparams, stats, roll["obs"], targets, k_vf, apply=v_apply,
-                                 epochs=cfg["vf_epochs"], lr=cfg["vf_lr"])
+  batch = sampling.policy_batch(roll, adv, stats, parallel.gather(sampling.flatten(adv)))
+  params, info = parallel.local(run["update"](params, parallel.global_batch(batch),
+                                              run["policy"], k_step))
+  # V is fitted by every process to all processes' samples, gathered once: its minibatches
+  # would otherwise gather rows across processes at every Adam step.
+  flat_obs = parallel.gather(sampling.flatten(roll["obs"]))
+  vparams, vf_loss = value.refit(
+      vparams, stats, flat_obs, None if targets is None else
+      parallel.gather(sampling.flatten(targets)), k_vf, apply=v_apply, epochs=cfg["vf_epochs"],
+      lr=cfg["vf_lr"])
   if stats is not None:
-    stats = sampling.obs_stats_update(stats, sampling.flatten(roll["obs"]))
+    stats = sampling.obs_stats_update(stats, flat_obs)
   return {"params": params, "vparams": vparams, "stats": stats, "info": info,
-          "episodes": episodes, "steps": T * cfg["num_envs"], "vf_loss": vf_loss}, obs
+          "episodes": parallel.gather_list(episodes), "vf_loss": vf_loss,
+          "steps": T * cfg["num_envs"] * jax.process_count()}, obs
 
 
 def vine_iteration(cfg, run, state, trunk, keys):
@@ -203,6 +224,9 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
   "history" (the iterations' records), "config", "state"}.
   """
   cfg = make_config({"env": env_id, "steps": steps, "seed": seed, **options}, out, resume, log)
+  if jax.process_count() > 1 and cfg["method"] in ("vine",) + baselines.METHODS:
+    raise ValueError(f"several processes run the single-path methods, not {cfg['method']!r}")
+  log = log if jax.process_index() == 0 else (lambda line: None)   # one writer: process 0
   if cfg["method"] in baselines.METHODS:
     return baselines.train(cfg, out, resume, log, overwrite)
   vine = cfg["method"] == "vine"
@@ -310,6 +334,12 @@ def parser():
   ap.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
   ap.add_argument("--eval", metavar="DIR", help="evaluate the policy saved in DIR")
   ap.add_argument("--episodes", type=int, default=10, help="episodes for --eval (default: 10)")
+  ap.add_argument("--processes", type=int, default=1, help="data-parallel processes on this "
+                  "machine, each sampling its share of the batch (default: 1)")
+  ap.add_argument("--coordinator", metavar="HOST:PORT", help="several hosts: process 0's "
+                  "address, with --num-processes and --process-id (see parallel.py)")
+  ap.add_argument("--num-processes", type=int, default=1, help=argparse.SUPPRESS)
+  ap.add_argument("--process-id", type=int, default=0, help=argparse.SUPPRESS)
   for name, kind, help_text in FLAGS:
     flag = "--" + name.replace("_", "-")
     help_text = f"{help_text} (default: {DEFAULTS[name]})"
@@ -330,9 +360,7 @@ def fail(message, prog="train.py"):
 
 def run_command(args):
   """Evaluates, resumes or starts the run the parsed flags ask for; returns the exit status."""
-  given = {name: getattr(args, name) for name, _, _ in FLAGS if getattr(args, name) is not None}
-  given.update({k: getattr(args, k) for k in ("env", "steps", "seed")
-                if getattr(args, k) is not None})
+  given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
   if args.eval:
     extra = ["--resume"] * bool(args.resume) + ["--out"] * bool(args.out) + \
         ["--overwrite"] * args.overwrite + [f"--{k}" for k in given if k != "seed"]
@@ -371,7 +399,19 @@ def main(argv=None):
   python train.py --resume DIR [--steps N]; python train.py --eval DIR [--episodes K]."""
   ap = parser()
   ap.error = lambda message: sys.exit(fail(message))   # argparse's errors, as one line too
+  argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
   args = ap.parse_args(argv)
+  if args.processes > 1 or args.num_processes > 1:
+    if args.eval or min(args.processes, args.num_processes) < 1 or \
+        (args.num_processes > 1) != bool(args.coordinator) or \
+        not 0 <= args.process_id < args.num_processes:
+      return fail("--processes N (N >= 1) trains with N local processes; several hosts need "
+                  "--coordinator HOST:PORT --num-processes N --process-id I (0 <= I < N)")
+    if args.processes > 1:
+      rest = [a for i, a in enumerate(argv) if not a.startswith("--processes") and
+              (i == 0 or argv[i - 1] != "--processes")]
+      return parallel.launch(rest, args.processes)
+    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
   if not (args.eval or args.resume or args.out):
     args.out = f"runs/{(args.env or DEFAULTS['env']).replace('/', '_')}-seed" \
         f"{DEFAULTS['seed'] if args.seed is None else args.seed}"

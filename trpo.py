@@ -333,7 +333,9 @@ def check_batch(policy, params, batch, fisher=fisher_vp_analytic):
   for k, leaf in ((k, x) for k in batch for x in jax.tree_util.tree_leaves(batch[k])):
     if not isinstance(leaf, jax.core.Tracer) and jnp.issubdtype(jnp.result_type(leaf),
                                                                  jnp.inexact):
-      bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
+      # An array sharded over processes (`train.py --processes`): each checks its own part.
+      parts = [s.data for s in leaf.addressable_shards] if isinstance(leaf, jax.Array) else [leaf]
+      bad = sum(int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x)))) for x in parts)
       if bad:
         raise ValueError(f"batch[{k!r}] contains {bad} non-finite value(s) (NaN or inf); the "
                          "update needs finite data")

@@ -81,12 +81,11 @@ def predictor(params, stats, apply):
 
 
 def refit(params, stats, obs, targets, key, *, apply, epochs, lr):
-  """V refitted to the value targets of a rollout, obs [T, E, ...] and targets [T, E]
-  (`value_fit`); with targets None (no value function in use) V is left as it is. Returns
-  (params, mean squared error as a float, or None)."""
+  """V refitted to value targets, obs [N, ...] and targets [N] (`value_fit`); with targets
+  None (no value function in use) V is left as it is. Returns (params, mean squared error as
+  a float, or None)."""
   if targets is None:
     return params, None
-  params, loss = value_fit(params, stats, jnp.asarray(sampling.flatten(obs)),
-                           jnp.asarray(sampling.flatten(targets)), key, apply=apply,
-                           epochs=epochs, lr=lr)
+  params, loss = value_fit(params, stats, jnp.asarray(obs), jnp.asarray(targets), key,
+                           apply=apply, epochs=epochs, lr=lr)
   return params, float(loss)

@@ -1,0 +1,56 @@
+"""Data-parallel speed-up: the same training with 1 and with N local processes, in one run.
+
+  python bench/scale.py [--env Hopper-v5] [--steps 200000] [--processes 2] [-- train.py flags]
+
+Runs `python train.py --env ENV --steps STEPS --processes P --out DIR FLAGS` for P = 1 and
+P = N (default flags: --batch 4096 --normalize-obs). Prints the final returns, the wall-clock
+ratio from start to exit (the processes' start and JAX's compilation included: a few seconds
+that a short run does not amortise), and `speedup: X` last: the ratio of the training time
+after the first iteration (as bench/train_speed.py measures it; from the log's `seconds`),
+i.e. of the throughput a long run gets.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--env", default="Hopper-v5")
+  ap.add_argument("--steps", type=int, default=200_000)
+  ap.add_argument("--processes", type=int, default=2)
+  ap.add_argument("flags", nargs="*", default=["--batch", "4096", "--normalize-obs"])
+  args = ap.parse_args()
+  seconds, wall, last = {}, {}, {}
+  with tempfile.TemporaryDirectory() as tmp:
+    for p in (1, args.processes):
+      out = os.path.join(tmp, f"p{p}")
+      t0 = time.perf_counter()
+      subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--env", args.env,
+                      "--steps", str(args.steps), "--processes", str(p), "--out", out]
+                     + args.flags, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+      wall[p] = time.perf_counter() - t0
+      with open(os.path.join(out, "log.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+      seconds[p] = records[-1]["seconds"] - records[0]["seconds"]
+      returns = [r["mean_return"] for r in records[-5:] if r["mean_return"] is not None]
+      last[p] = sum(returns) / max(1, len(returns))
+  print(f"# {args.env}, {args.steps} steps, flags {' '.join(args.flags)}; mean return of the "
+        f"last 5 iterations: " + ", ".join(f"{p} process(es) {last[p]:.1f}" for p in last))
+  print("wall clock, start to exit: " + ", ".join(f"{p} process(es) {s:.1f} s"
+                                                    for p, s in wall.items()) +
+        f"; ratio {wall[1] / wall[args.processes]:.2f}")
+  print("training after the first iteration: " + ", ".join(f"{p} process(es) {s:.1f} s"
+                                                           for p, s in seconds.items()))
+  print(f"speedup: {seconds[1] / seconds[args.processes]:.2f}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,96 @@
+"""Data-parallel training over processes and hosts, with JAX's own distributed runtime.
+
+Each process samples its own environments (seeded apart); the update runs on the global batch.
+`global_batch` makes the processes' samples one `jax.Array`, sharded along the batch axis over
+one device per process, so the jit-compiled update (`trpo.step`, `value.value_fit`) takes its
+means — the gradient, the Fisher-vector products, the line search's surrogate and KL, the value
+loss — over every process's samples, with XLA's collectives (gloo on the CPU). What is computed
+outside jit and must be global (the advantages' standardisation, the observation statistics,
+the episodes of the log) goes through `gather`. With one process every function here is the
+identity, so a single-process run is exactly what it was.
+
+    python train.py --processes 2 ...                        # N processes on this machine
+    python train.py --coordinator HOST:PORT --num-processes N --process-id I ...   # per host
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def initialize(coordinator, num_processes, process_id):
+  """Joins the run of `num_processes` processes coordinated at HOST:PORT (process 0's address),
+  before any other JAX call; CPU collectives by gloo."""
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator, num_processes, process_id)
+
+
+def gather(x):
+  """x [n, ...] of every process → [Σn, ...], concatenated in process order, on every process.
+  All processes must call it (it is a collective)."""
+  if jax.process_count() == 1:
+    return np.asarray(x)
+  x = np.asarray(x)
+  sizes = multihost_utils.process_allgather(np.int64(len(x)))
+  padded = np.concatenate([x, np.zeros((int(sizes.max()) - len(x),) + x.shape[1:], x.dtype)])
+  parts = multihost_utils.process_allgather(padded)
+  return np.concatenate([p[:n] for p, n in zip(parts, sizes)])
+
+
+def gather_list(items):
+  """The items (tuples of numbers, e.g. (return, length) of episodes) of every process, in
+  process order; this process's list itself when there is one process."""
+  if jax.process_count() == 1:
+    return items
+  return [tuple(x) for x in gather(np.reshape(np.asarray(items, np.float64), (len(items), -1))
+                                   if items else np.zeros((0, 2)))]
+
+
+def global_batch(tree):
+  """Every leaf [n, ...] (n equal on all processes) → one array [N·n, ...] sharded over the
+  processes, process p's rows at p·n (the concatenation of the processes' batches)."""
+  if jax.process_count() == 1:
+    return tree
+  sharding = NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), PartitionSpec("batch"))
+  return jax.tree_util.tree_map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+
+
+def local(tree):
+  """The replicated result of a computation on global arrays as this process's numpy copy
+  (what the sampler and the next update take)."""
+  if jax.process_count() == 1:
+    return tree
+  return jax.tree_util.tree_map(
+      lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
+
+
+def launch(argv, processes):
+  """Runs `python train.py ARGV` as `processes` processes on this machine, coordinated on a free
+  local port; process 0 prints, the others are quiet. If one fails the others are stopped (they
+  would wait for it in a collective). Returns the worst exit status."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
+  procs = [subprocess.Popen(
+      [sys.executable, script] + argv + ["--coordinator", f"127.0.0.1:{port}",
+                                         "--num-processes", str(processes),
+                                         "--process-id", str(i)],
+      stdout=None if i == 0 else subprocess.DEVNULL) for i in range(processes)]
+  try:
+    while None in [p.poll() for p in procs] and not any(p.poll() for p in procs):
+      time.sleep(0.2)
+    return max(p.returncode or 0 for p in procs)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.terminate()
+        p.wait()

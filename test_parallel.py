@@ -1,0 +1,80 @@
+"""Data-parallel training (parallel.py): two local processes joined by jax.distributed (CPU,
+gloo collectives) compute the update of one process given the concatenated batch (the policy
+step on the batch sharded over them, the value fit on the gathered batch), and train."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+import parallel
+import policies
+import train
+import trpo
+import value
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+POLICY = policies.gaussian_policy(policies.mlp((16,), 2), 2)
+V_NET = value.value_net((3,), (16,))
+
+
+def _share(process):
+  """Process `process`'s share of the batch: 96 samples of a Gaussian-policy problem."""
+  rng = np.random.default_rng(process)
+  obs = rng.normal(size=(96, 3)).astype(np.float32)
+  return {"obs": obs, "actions": rng.normal(size=(96, 2)).astype(np.float32),
+          "adv": (obs[:, 0] + rng.normal(size=96)).astype(np.float32)}
+
+
+def _update(batch, obs, targets):
+  """The policy step (on `batch`) and the value fit (on obs, targets) from fixed initial
+  parameters and keys."""
+  params = POLICY["init"](jax.random.PRNGKey(0), (3,))
+  vparams = V_NET[0](jax.random.PRNGKey(1), (-1, 3))[1]
+  new, info = parallel.local(trpo.step(parallel.local(params), batch, POLICY,
+                                       jax.random.PRNGKey(2), subsample=0.5))
+  fitted, loss = value.refit(vparams, None, obs, targets,
+                             jax.random.PRNGKey(3), apply=V_NET[1], epochs=3, lr=1e-2)
+  return {"policy": np.asarray(ravel_pytree(new)[0]).tolist(), "kl": float(info["kl"]),
+          "value": np.asarray(ravel_pytree(fitted)[0]).tolist(), "loss": loss}
+
+
+def worker(process, port, out):
+  """One of two processes: joins the run, updates on the global batch, process 0 writes."""
+  parallel.initialize(f"127.0.0.1:{port}", 2, process)
+  batch = _share(process)
+  result = _update(parallel.global_batch(batch), parallel.gather(batch["obs"]),
+                   parallel.gather(batch["adv"] * 2))
+  if process == 0:
+    with open(out, "w") as f:
+      json.dump(result, f)
+
+
+def test_two_processes_update_as_one_process_on_the_concatenated_batch(tmp_path):
+  out, port = tmp_path / "result.json", 12000 + os.getpid() % 20000
+  code = f"import test_parallel as t; t.worker({{}}, {port}, {str(out)!r})"
+  procs = [subprocess.Popen([sys.executable, "-c", code.format(i)], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  for p in procs:
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+  got = json.loads(out.read_text())
+  shares = [_share(i) for i in range(2)]
+  whole = {k: np.concatenate([s[k] for s in shares]) for k in shares[0]}
+  expected = _update(whole, whole["obs"], whole["adv"] * 2)
+  for k in ("policy", "value"):
+    np.testing.assert_allclose(got[k], expected[k], rtol=1e-4, atol=1e-6, err_msg=k)
+  assert abs(got["kl"] - expected["kl"]) <= 1e-4 * expected["kl"] and got["kl"] > 0
+  assert abs(got["loss"] - expected["loss"]) <= 1e-4 * expected["loss"]
+
+
+def test_training_with_two_processes_improves_cartpole(tmp_path, capsys):
+  run = tmp_path / "run"
+  assert train.main(["--processes", "2", "--steps", "12288", "--batch", "2048", "--out",
+                     run]) == 0
+  returns = [json.loads(line)["mean_return"] for line in (run / "log.jsonl").read_text()
+             .splitlines()]
+  assert len(returns) == 6 and returns[-1] > 2 * returns[0], returns
