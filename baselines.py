@@ -331,7 +331,7 @@ def reps_iteration(cfg, run, state, obs, keys):
           "info": info, "episodes": episodes, "steps": T * cfg["num_envs"], "vf_loss": None}, obs
 
 
-def train(cfg, out=None, resume=False, log=print, overwrite=False):
+def train(cfg, out=None, resume=False, log=print, overwrite=False, callback=None):
   """Trains a policy with the comparison method cfg["method"] (a validated config of
   `train.py`); the same run directory, log and return value as `train.train`."""
   search = cfg["method"] in SEARCH
@@ -342,7 +342,7 @@ def train(cfg, out=None, resume=False, log=print, overwrite=False):
       theta0 = np.asarray(ravel_pytree(rundir.init_state(cfg, run)["params"])[0])
       state["search"] = _search_state(cfg, theta0, run["saved"], state["iteration"])
     state, history = rundir.loop(cfg, state, run["obs"], functools.partial(iteration, cfg, run),
-                                 ckpt, log, search_arrays if search else None)
+                                 ckpt, log, search_arrays if search else None, callback)
   finally:
     run["env"].close()
   return {"policy": run["policy"], "params": state["params"], "history": history,

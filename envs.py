@@ -18,6 +18,7 @@ four emulated frames and resize per step outweigh the round trip (async/sync 1.2
 """
 
 import copy
+import os
 
 import ale_py
 import gymnasium as gym
@@ -63,7 +64,7 @@ def _make_args(env_id):
   return kwargs, wrappers
 
 
-def _made(env_id, make_fn):
+def _made(env_id, make_fn, hint=""):
   """make_fn() for a registered id, with a failure to build it (a dependency that is not
   installed, an environment that moved elsewhere) as a one-line ValueError."""
   try:
@@ -71,11 +72,13 @@ def _made(env_id, make_fn):
   except Exception as e:  # noqa: BLE001 - Gymnasium and the simulators raise many types
     first = (str(e).strip().splitlines() or [""])[0]
     raise ValueError(f"environment {env_id!r} cannot be made here ({type(e).__name__}: "
-                     f"{first})") from None
+                     f"{first}){hint}") from None
 
 
-def make(env_id, num_envs=1, seed=0, vectorization="auto"):
-  """A vector environment of `num_envs` copies of `env_id`, reset with `seed`.
+def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None):
+  """A vector environment of `num_envs` copies of `env_id`, reset with `seed`; with `video` (a
+  path ending .mp4) recorded by Gymnasium's `RecordVideo` into that file when closed (needs
+  moviepy: `pip install -e ".[video]"`).
 
   Returns (envs, first observations [num_envs, *obs_shape]). Raises ValueError for an unknown
   id, an unsupported action space or a bad option.
@@ -87,6 +90,9 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto"):
   if vectorization == "auto":
     vectorization = "async" if is_atari(env_id) and num_envs > 1 else "sync"
   kwargs, wrappers = _make_args(env_id)
+  if video:
+    kwargs["render_mode"] = "rgb_array"
+    os.environ.setdefault("MUJOCO_GL", "egl")   # MuJoCo renders off-screen: no display here
   vector_kwargs = {"autoreset_mode": AutoresetMode.SAME_STEP}
   if vectorization == "async":
     # Worker processes start from a fresh server process, not by forking this one: JAX runs
@@ -95,7 +101,10 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto"):
   envs = _made(env_id, lambda: gym.make_vec(env_id, num_envs=num_envs,
                                             vectorization_mode=vectorization,
                                             vector_kwargs=vector_kwargs, wrappers=wrappers,
-                                            **kwargs))
+                                            **kwargs),
+               "; async environments start processes, so a script must call train under "
+               "`if __name__ == '__main__':` (or use vectorization='sync')"
+               if vectorization == "async" else "")
   try:
     action_kind(envs.single_action_space)
   except ValueError:
@@ -104,6 +113,16 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto"):
   envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
   obs, _ = envs.reset(seed=seed)
   envs.action_space.seed(seed)
+  if video:   # one recording from the first step until close, as <name>-step-0.mp4
+    try:
+      _made(env_id, envs.render, "; recording needs its renderer (classic control: pygame, "
+            "in the [video] extra)")
+    except ValueError:
+      envs.close()
+      raise
+    folder, name = os.path.split(os.path.abspath(video))
+    envs = gym.wrappers.vector.RecordVideo(envs, folder, step_trigger=lambda t: t == 0,
+                                           video_length=10**9, name_prefix=name[:-4])
   return envs, obs
 
 

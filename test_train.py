@@ -3,6 +3,9 @@ Section 8 comparison methods, against independent references (brute-force sums, 
 simulator, closed forms) and by training small runs."""
 
 import json
+import os
+import subprocess
+import sys
 
 import gymnasium as gym
 import jax
@@ -18,6 +21,8 @@ import train
 import trpo
 import value
 from test_trpo import CAT_MLP, OBS, _mean_kl, _obs, _params
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # ----------------------------------------------------------------------------------------------
 # Environments, sampling and the training program (issue: single path and the main job).
@@ -416,3 +421,63 @@ def test_cma_state_is_rebuilt_from_its_costs():
   np.testing.assert_array_equal(rebuilt.C, C)
   assert rebuilt.sigma == sigma
   np.testing.assert_array_equal(np.asarray(rebuilt.ask()), following)
+
+
+def test_a_callback_sees_each_record_and_stops_the_run(tmp_path):
+  seen = []
+  run = train.train("CartPole-v1", steps=8192, seed=0, out=str(tmp_path), batch=1024,
+                    log=lambda line: None,
+                    callback=lambda record: seen.append(record) or record["iteration"] == 3)
+  assert [r["iteration"] for r in seen] == [r["iteration"] for r in run["history"]] == [1, 2, 3]
+  assert all(isinstance(r["mean_return"], float) and isinstance(r["kl"], float) for r in seen)
+  lines = (tmp_path / "log.jsonl").read_text().splitlines()
+  assert [json.loads(line) for line in lines] == json.loads(json.dumps(seen))
+
+
+def test_a_saved_run_as_a_function_acts_as_evaluate_does(tmp_path):
+  train.train("CartPole-v1", steps=2048, seed=0, out=str(tmp_path), batch=1024,
+              log=lambda line: None)
+  act = train.policy_from_run(str(tmp_path))
+  venv, obs = envs.make("CartPole-v1", 1, seed=7)
+  total, done = 0.0, False
+  while not done:
+    obs, r, term, trunc, _ = venv.step(np.array([act(obs[0])]))
+    total, done = total + float(r[0]), bool(term[0] or trunc[0])
+  venv.close()
+  assert total == train.evaluate(str(tmp_path), episodes=1, seed=7)[0] > 0
+
+
+def test_async_environments_started_without_a_main_guard_say_how_to_fix_it(tmp_path):
+  script = tmp_path / "script.py"
+  script.write_text(f"import sys; sys.path.insert(0, {ROOT!r})\nimport train\n"
+                    "train.train('ALE/Pong-v5', steps=64, batch=32, num_envs=2, vf_epochs=1)\n")
+  proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode != 0
+  assert "if __name__ == '__main__':" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_plot_groups_seeds_of_a_setting_and_writes_a_png(tmp_path):
+  import plot
+  runs = []
+  for method, seed in (("single_path", 0), ("single_path", 1), ("natural_gradient", 0)):
+    runs.append(str(tmp_path / f"{method}-{seed}"))
+    train.train("CartPole-v1", steps=2048, seed=seed, out=runs[-1], batch=1024, method=method,
+                step_size=0.5, log=lambda line: None)
+  groups = plot.settings(runs)
+  assert sorted(groups) == ["CartPole-v1 Natural Gradient, 1 seed(s)",
+                            "CartPole-v1 Single Path, 2 seed(s)"]
+  steps, returns = groups["CartPole-v1 Single Path, 2 seed(s)"][1]
+  assert list(steps) == [1024, 2048] and len(returns) == 2
+  assert plot.main(runs + ["--out", str(tmp_path / "curves.png")]) == 0
+  assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluation_records_a_video_and_the_same_episodes(tmp_path, capsys):
+  run = str(tmp_path / "run")
+  train.train("CartPole-v1", steps=1024, seed=0, out=run, batch=1024, log=lambda line: None)
+  video = tmp_path / "eval.mp4"
+  assert train.evaluate(run, 2, seed=3, video=str(video)) == train.evaluate(run, 2, seed=3)
+  assert video.stat().st_size > 1000 and video.read_bytes()[4:8] == b"ftyp"   # an MP4
+  assert train.main(["--eval", run, "--video", str(tmp_path / "eval.avi")]) == 2
+  assert "--video must name an .mp4 file" in capsys.readouterr().err

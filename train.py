@@ -14,6 +14,7 @@ log, loading a saved policy) is `rundir.py`.
 import argparse
 import functools
 import math
+import os
 import signal
 import sys
 import threading
@@ -208,7 +209,7 @@ def make_config(given, out, resume, note=print):
 
 
 def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
-          overwrite=False, **options):
+          overwrite=False, callback=None, **options):
   """Trains a policy with TRPO (or, by `method`, a Section 8 comparison method).
 
   Each single-path iteration: sample `batch` environment steps with π_θold (Section 5.1);
@@ -220,15 +221,17 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
   (atomically, every iteration); a DIR that holds a run is refused unless `overwrite`.
   `resume=True` continues from that checkpoint (options given then must not change the task,
   networks or seed; others apply and are noted). `log` receives one line per iteration and the
-  notes. Options are the keys of DEFAULTS (None: the default). Returns {"policy", "params",
-  "history" (the iterations' records), "config", "state"}.
+  notes; callback(record) each iteration's record (a dict, as in log.jsonl), and a true
+  result stops the run after that iteration. Options are the keys of DEFAULTS (None: the
+  default). Returns {"policy", "params", "history" (the iterations' records), "config",
+  "state"}.
   """
   cfg = make_config({"env": env_id, "steps": steps, "seed": seed, **options}, out, resume, log)
   if jax.process_count() > 1 and cfg["method"] in ("vine",) + baselines.METHODS:
     raise ValueError(f"several processes run the single-path methods, not {cfg['method']!r}")
   log = log if jax.process_index() == 0 else (lambda line: None)   # one writer: process 0
   if cfg["method"] in baselines.METHODS:
-    return baselines.train(cfg, out, resume, log, overwrite)
+    return baselines.train(cfg, out, resume, log, overwrite, callback)
   vine = cfg["method"] == "vine"
   run, state, ckpt = rundir.start(cfg, out, resume, vine, overwrite, log)
   run["update"], run["pool"], run["copies"] = policy_update(cfg), None, [run["env"]]
@@ -237,7 +240,7 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
   try:
     if vine:
       run["copies"], run["pool"] = branch_runners(cfg, run["env"])
-    state, history = rundir.loop(cfg, state, carry, iteration, ckpt, log)
+    state, history = rundir.loop(cfg, state, carry, iteration, ckpt, log, callback=callback)
   finally:
     for env in (e for e in run["copies"] if e is not None):
       env.close()
@@ -250,11 +253,15 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
           "config": cfg, "state": state}
 
 
-def evaluate(run_dir, episodes=10, seed=12345):
+def evaluate(run_dir, episodes=10, seed=12345, video=None):
   """Runs the saved policy deterministically (the mode of π) for `episodes` episodes, in an
-  environment reset with `seed`. Returns the list of undiscounted episode returns.
+  environment reset with `seed`, recorded into the MP4 file `video` if given. Returns the list
+  of undiscounted episode returns.
   """
-  saved = rundir.load_policy(run_dir, seed, DEFAULTS)
+  if video and (not str(video).endswith(".mp4") or not os.path.isdir(os.path.dirname(
+      os.path.abspath(video)))):
+    raise ValueError(f"--video must name an .mp4 file in an existing directory, got {video!r}")
+  saved = rundir.load_policy(run_dir, seed, DEFAULTS, video)
   env, obs, returns = saved["env"], saved["obs"], []
   try:
     while len(returns) < episodes:
@@ -264,7 +271,19 @@ def evaluate(run_dir, episodes=10, seed=12345):
         returns.append(float(info["episode"]["r"][0]))
   finally:
     env.close()
+  if video:
+    os.replace(f"{video[:-4]}-step-0.mp4", video)
   return returns
+
+
+def policy_from_run(run_dir):
+  """The policy saved in DIR as a function: one observation (as its environment returns it)
+  in, the deterministic action (the mode of π, as `evaluate` takes it) out."""
+  saved = rundir.load_policy(run_dir, 0, DEFAULTS)
+  space = saved["env"].single_action_space
+  saved["env"].close()
+  return lambda obs: envs.env_action(space, np.asarray(sampling.act(
+      saved["policy"], saved["params"], saved["stats"], sampling.as_input(obs)[None]))[0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,6 +353,7 @@ def parser():
   ap.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
   ap.add_argument("--eval", metavar="DIR", help="evaluate the policy saved in DIR")
   ap.add_argument("--episodes", type=int, default=10, help="episodes for --eval (default: 10)")
+  ap.add_argument("--video", metavar="FILE.mp4", help="with --eval: record the episodes")
   ap.add_argument("--processes", type=int, default=1, help="data-parallel processes on this "
                   "machine, each sampling its share of the batch (default: 1)")
   ap.add_argument("--coordinator", metavar="HOST:PORT", help="several hosts: process 0's "
@@ -368,10 +388,11 @@ def run_command(args):
       return fail(f"--eval takes only --episodes and --seed, not {extra[0]}")
     if args.episodes < 1:
       return fail(f"--episodes must be >= 1, got {args.episodes}")
-    returns = evaluate(args.eval, args.episodes, given.get("seed", 12345))
+    returns = evaluate(args.eval, args.episodes, given.get("seed", 12345), args.video)
     for i, r in enumerate(returns):
       print(f"episode {i + 1}: return {r:.2f}")
-    print(f"mean_return: {np.mean(returns):.2f}")
+    print(f"mean_return: {np.mean(returns):.2f} ± {np.std(returns):.2f} (std over "
+          f"{len(returns)} episodes)")
     return 0
   if args.resume:
     if args.overwrite or (args.out and args.out != args.resume):

@@ -1,6 +1,6 @@
 """Figure 4 of the paper at this machine's scale: every Section 8 method on four tasks.
 
-  python bench/figure4.py [--tasks cartpole swimmer hopper walker] [--jobs 2] [--plot-only]
+  python bench/figure4.py [--tasks cartpole swimmer hopper walker] [--jobs 2] [--plot-only | --redraw]
 
 Each run is `python train.py --env ENV --method M --seed S --steps N --out
 runs/figure4/TASK/M-seedS FLAGS` (the task's FLAGS are the same for every method, so methods
@@ -30,6 +30,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from learning import ROOT, read_log as _log, run_commands  # noqa: E402
+
+sys.path.insert(0, ROOT)
+import plot  # noqa: E402  (the paper's method names)
 
 METHODS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl", "cem", "cma",
            "rwr", "reps")
@@ -186,6 +189,8 @@ def summarize(tasks, wall):
 
 
 def _plot(tasks):
+  """results/figure4.png from results/figure4.csv: per task, the mean over seeds of each
+  method's curve with a band of ± one standard deviation, in the paper's names."""
   try:
     import matplotlib
     matplotlib.use("Agg")
@@ -193,30 +198,35 @@ def _plot(tasks):
   except ImportError:
     print("matplotlib is not installed (pip install -e '.[plots]'): results/figure4.png skipped")
     return
-  fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.9), squeeze=False)
+  with open(os.path.join(ROOT, "results", "figure4.csv")) as f:
+    rows = list(csv.DictReader(f))
+  fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.6), squeeze=False)
   colors = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(METHODS)}   # one per method
   handles = {}
   for ax, task in zip(axes[0], tasks):
     t = TASKS[task]
     grid = np.linspace(0, t["steps"], 101)[1:]
     for method in t["methods"]:
-      dirs = _method_dirs(task, method)
-      if not dirs:
+      runs = {}
+      for r in rows:
+        if r["task"] == task and r["method"] == method and r["mean_return"] not in ("", "nan"):
+          runs.setdefault(r["seed"], []).append((int(r["steps"]), float(r["mean_return"])))
+      if not runs:
         continue
-      curves = np.array([_curve(d, grid) for d in dirs])
+      curves = np.array([np.interp(grid, *zip(*sorted(v)), left=np.nan) for v in runs.values()])
       with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # grid points before any return
-        mean, lo, hi = np.nanmean(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
-      handles[method], = ax.plot(grid, mean, color=colors[method], label=method, lw=1.3)
-      ax.fill_between(grid, lo, hi, color=colors[method],
-                      alpha=0.1)
-    ax.set_title(f"{task} ({t['env']}), {t['seeds']} seeds", fontsize=9)
+        mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
+      handles[method], = ax.plot(grid, mean, color=colors[method], lw=1.8)
+      ax.fill_between(grid, mean - std, mean + std, color=colors[method], alpha=0.12)
+    ax.set_title(f"{t['env']} ({task}), {t['seeds']} seeds", fontsize=11)
     ax.set_xlabel("simulator steps")
     ax.set_ylabel("mean episode return")
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-  fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles),
-             fontsize=8, frameon=False)
-  fig.tight_layout(rect=(0, 0.07, 1, 1))
+    ax.grid(alpha=0.3)
+  fig.legend(list(handles.values()), [plot.NAMES[m] for m in handles], loc="lower center",
+             ncol=len(handles), fontsize=11, frameon=False)
+  fig.tight_layout(rect=(0, 0.08, 1, 1))
   fig.savefig(os.path.join(ROOT, "results", "figure4.png"), dpi=110)
   print("wrote results/figure4.png")
 
@@ -226,7 +236,11 @@ def main():
   ap.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
   ap.add_argument("--jobs", type=int, default=2)
   ap.add_argument("--plot-only", action="store_true", help="summarise the existing runs")
+  ap.add_argument("--redraw", action="store_true",
+                  help="only redraw results/figure4.png from results/figure4.csv")
   args = ap.parse_args()
+  if args.redraw:
+    return _plot(args.tasks)
   t0 = time.time()
   if not args.plot_only:
     for task in args.tasks:
