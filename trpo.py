@@ -180,14 +180,16 @@ def _prepare(policy, params, batch, key, n_sub):
   vine = "q" in batch
   if not vine and "logp_q" not in batch:
     batch["logp_q"] = policy["dist"]["log_prob"](batch["old_dist"], batch["actions"])
-  # A NaN/inf anywhere in the batch would spread into every parameter. Compute on zeros in its
-  # place and refuse the step (`check_batch` raises before this, unless under a caller's jit).
+  # A NaN/inf anywhere in the batch would spread into every parameter: the step is refused
+  # (`check_batch` raises before this, unless under a caller's jit). The small entries are
+  # computed on zeros in its place; obs is left as it is (a copy of it would cost a pass over
+  # the largest array), so non-finite obs make g and s non-finite, which refuses the step too.
   floats = [x for x in jax.tree_util.tree_leaves((batch, params))
             if jnp.issubdtype(x.dtype, jnp.inexact)]
   finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats]))
-  batch = jax.tree_util.tree_map(
+  batch = {k: v if k == "obs" else jax.tree_util.tree_map(
       lambda x: jnp.where(jnp.isfinite(x), x, 0) if jnp.issubdtype(x.dtype, jnp.inexact) else x,
-      batch)
+      v) for k, v in batch.items()}
   unravel = ravel_pytree(params)[1]
   L = lambda p: (vine_surrogate if vine else surrogate)(policy, unravel(p), batch)
   n = batch["obs"].shape[0]
