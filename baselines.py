@@ -101,11 +101,11 @@ def episode_return(env, policy, unravel, theta, stats, max_steps=100_000):
   """(undiscounted return, steps) of one episode of the deterministic policy mode(π_θ(·|s)),
   from a reset of the single environment `env`."""
   params = unravel(jnp.asarray(theta, jnp.float32))
-  space = env.action_space
+  space, policy_act = env.action_space, sampling.actor(policy)
   obs, _ = env.reset()
   total, steps = 0.0, 0
   while steps < max_steps:
-    a = sampling.act(policy, params, stats, sampling.as_input(obs)[None])
+    a = policy_act(params, stats, sampling.as_input(obs)[None])
     obs, r, terminated, truncated, _ = env.step(envs_lib.env_action(space, np.asarray(a)[0]))
     total, steps = total + float(r), steps + 1
     if terminated or truncated:

@@ -242,8 +242,8 @@ def record_iteration(ckpt_path, state, cfg, record, extra=None):
 
 
 def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None, callback=None):
-  """Runs `iterate` until cfg["steps"] environment steps are done: the bookkeeping both
-  training loops share.
+  """Runs `iterate` until cfg["steps"] environment steps are done (Section 6: "the algorithms
+  repeatedly perform the following steps"): the bookkeeping both training loops share.
 
   iterate(state, carry, keys) -> (result, carry) performs one iteration with three fresh PRNG
   keys; result holds the new "params", "vparams", "stats" (and "search" for a baseline), and

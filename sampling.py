@@ -79,11 +79,18 @@ def _act(params, stats, obs, noise, *, policy):
   return policy["dist"]["mode"](mu) if noise is None else policy["dist"]["transform"](mu, noise)
 
 
+def actor(policy):
+  """`act` for one policy, frozen for jit once: (params, stats, obs, noise=None) -> a. Loops
+  make it before they start, so that an environment step runs only the compiled call."""
+  frozen = policies.freeze(policy)
+  return lambda params, stats, obs, noise=None: _act(params, stats, obs, noise, policy=frozen)
+
+
 def act(policy, params, stats, obs, noise=None):
   """a ~ π_θ(·|s) for observations [E, *obs_shape] (normalised with stats), as the transform of
   given standard noise (`dist["transform"]`); the most likely action when noise is None. One
   jit-compiled call per policy and shape."""
-  return _act(params, stats, obs, noise, policy=policies.freeze(policy))
+  return actor(policy)(params, stats, obs, noise)
 
 
 def rollout_noise(policy, params, obs, key, n_steps):
@@ -119,10 +126,11 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
   actions, final_obs, episodes = [], [], []
   # All of the rollout's policy noise in one call: no per-step random-key dispatch.
   noise = rollout_noise(policy, params, obs, key, T)
+  policy_act = actor(policy)
   for t in range(T):
     buf["obs"][t] = obs
     noise_t = jax.tree_util.tree_map(lambda x: x[t], noise)
-    a = np.asarray(act(policy, params, stats, obs, noise_t))
+    a = np.asarray(policy_act(params, stats, obs, noise_t))
     actions.append(a)
     obs, r, term, trunc, info = envs.step(envs_lib.env_action(space, a))
     rewards[t], terminated[t], truncated[t] = r, term, trunc
@@ -196,7 +204,8 @@ def policy_batch(rollout, adv, stats, adv_all=None):
 
 
 def gae_advantages(rollout, next_obs, value, gamma, lam):
-  """GAE(λ) advantages and value targets [T, E] for a `single_path` rollout.
+  """GAE(λ) advantages and value targets [T, E] for a `single_path` rollout (Schulman et al.,
+  2016, Eq. (16); in place of the Q̂ of Section 5.1).
 
   value(obs [B, ...]) -> V [B] (numpy). V(s_{t+1}) is V of the next row, of next_obs [E, ...]
   after the last step, and of the pre-reset final observation where a time limit cut the
@@ -216,7 +225,7 @@ def gae_advantages(rollout, next_obs, value, gamma, lam):
 def advantages(rollout, next_obs, predict, estimator, gamma, lam):
   """(Â [T, E], value targets [T, E] or None) for a `single_path` rollout: GAE(λ) with the
   value function predict(obs) -> V (`gae_advantages`), or with estimator "mc" the paper's
-  discounted returns (`discounted_returns`; no value function, no targets)."""
+  discounted returns of Section 5.1 (`discounted_returns`; no value function, no targets)."""
   if estimator == "gae":
     return gae_advantages(rollout, next_obs, predict, gamma, lam)
   dones = rollout["terminated"] | rollout["truncated"]
@@ -239,6 +248,7 @@ def _lockstep(copies, snapshots, first_actions, policy, params, stats, noise, ho
   n, size = len(snapshots), len(copies)
   space, obs, discount = copies[0].action_space, [None] * n, gamma
   total, running, steps = np.zeros(n), np.ones(n, bool), n
+  policy_act = actor(policy)
   for b in range(n):
     envs_lib.set_state(copies[b], snapshots[b])
     obs[b], r, term, trunc, _ = copies[b].step(envs_lib.env_action(space, first_actions[b]))
@@ -247,8 +257,8 @@ def _lockstep(copies, snapshots, first_actions, policy, params, stats, noise, ho
     if not running.any():
       break
     noise_t = jax.tree_util.tree_map(lambda x: _pad(x[t], size), noise)
-    a = np.asarray(act(policy, params, stats, _pad(np.stack([as_input(o) for o in obs]), size),
-                       noise_t))
+    a = np.asarray(policy_act(params, stats, _pad(np.stack([as_input(o) for o in obs]), size),
+                              noise_t))
     for b in np.flatnonzero(running):
       obs[b], r, term, trunc, _ = copies[b].step(envs_lib.env_action(space, a[b]))
       total[b] += discount * float(r)
@@ -345,13 +355,13 @@ def vine_trunk(env, trunk, policy, params, stats, keys, trunk_steps, n_states):
   picks = set(np.asarray(jax.random.choice(k_pick, trunk_steps, (min(n_states, trunk_steps),),
                                             replace=False)).tolist())
   snapshots, states, episodes = [], [], []
-  ret, length = trunk["ret"], trunk["len"]
+  ret, length, policy_act = trunk["ret"], trunk["len"], actor(policy)
   for t in range(trunk_steps):
     if t in picks:
       snapshots.append(envs_lib.get_state(env))
       states.append(as_input(obs))
-    a = act(policy, params, stats, as_input(obs)[None],
-            jax.tree_util.tree_map(lambda x: x[t], noise))
+    a = policy_act(params, stats, as_input(obs)[None],
+                   jax.tree_util.tree_map(lambda x: x[t], noise))
     obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a)[0]))
     ret, length = ret + float(r), length + 1
     if term or trunc:

@@ -3,13 +3,14 @@ checkpoints, kills at chosen points (by patching the writes, or by signals to a 
 a full disk, conflicting flags. Each case is what a user or an operator could do."""
 
 import errno
+import io
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -58,25 +59,35 @@ def _one_line_error(code, err, *fragments):
 # Loading never executes code.
 # ----------------------------------------------------------------------------------------------
 
-class _Payload:   # a test double of an attacker's object; the library itself has no classes
-  def __init__(self, marker):
-    self.marker = marker
-
-  def __reduce__(self):
-    return (open, (self.marker, "w"))   # unpickling it creates the marker file
+def _crafted_npz(path, entries, name, marker):
+  """An .npz like `np.savez(path, **entries)`, but entry `name` is an object array whose pickle
+  (raw protocol-0 opcodes: the global builtins.open called on (marker, "w")) creates the file
+  `marker` when unpickled: what an attacker would put in a shared run directory."""
+  payload = b"cbuiltins\nopen\n(V" + str(marker).encode() + b"\nVw\ntR."
+  with zipfile.ZipFile(path, "w") as z:
+    for key, value in dict(entries, **{name: None}).items():
+      f = io.BytesIO()
+      if key == name:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+        f.write(payload)
+      else:
+        np.lib.format.write_array(f, np.asarray(value))
+      z.writestr(key + ".npy", f.getvalue())
 
 
 def test_a_crafted_pickle_in_any_checkpoint_entry_is_never_loaded(saved_run, tmp_path, capsys):
   with np.load(saved_run / "checkpoint.npz") as z:
     entries = {k: z[k] for k in z.files}
-  assert pickle.loads(pickle.dumps(_Payload(str(tmp_path / "probe")))) and \
-      (tmp_path / "probe").exists()                     # the payload works when unpickled
+  _crafted_npz(tmp_path / "probe.npz", entries, "policy", tmp_path / "probe")
+  with np.load(tmp_path / "probe.npz", allow_pickle=True) as z:
+    z["policy"]
+  assert (tmp_path / "probe").exists()                 # the payload works when unpickled
   for name in list(entries) + ["search_pickle"]:
     run = tmp_path / f"run-{name}"
     run.mkdir()
     marker = tmp_path / f"executed-{name}"
-    crafted = dict(entries, **{name: np.array([_Payload(str(marker))], dtype=object)})
-    np.savez(run / "checkpoint.npz", **crafted)       # numpy pickles object arrays on save
+    _crafted_npz(run / "checkpoint.npz", entries, name, marker)
     for argv in (["--resume", run], ["--eval", run, "--episodes", "1"]):
       code, _, err = _cli(capsys, *argv)
       assert not marker.exists(), f"{name}: loading executed code"

@@ -262,10 +262,10 @@ def evaluate(run_dir, episodes=10, seed=12345, video=None):
       os.path.abspath(video)))):
     raise ValueError(f"--video must name an .mp4 file in an existing directory, got {video!r}")
   saved = rundir.load_policy(run_dir, seed, DEFAULTS, video)
-  env, obs, returns = saved["env"], saved["obs"], []
+  env, obs, returns, policy_act = saved["env"], saved["obs"], [], sampling.actor(saved["policy"])
   try:
     while len(returns) < episodes:
-      a = sampling.act(saved["policy"], saved["params"], saved["stats"], sampling.as_input(obs))
+      a = policy_act(saved["params"], saved["stats"], sampling.as_input(obs))
       obs, _, _, _, info = env.step(envs.env_action(env.single_action_space, np.asarray(a)))
       if "_episode" in info and info["_episode"][0]:
         returns.append(float(info["episode"]["r"][0]))
@@ -282,8 +282,9 @@ def policy_from_run(run_dir):
   saved = rundir.load_policy(run_dir, 0, DEFAULTS)
   space = saved["env"].single_action_space
   saved["env"].close()
-  return lambda obs: envs.env_action(space, np.asarray(sampling.act(
-      saved["policy"], saved["params"], saved["stats"], sampling.as_input(obs)[None]))[0])
+  policy_act = sampling.actor(saved["policy"])
+  return lambda obs: envs.env_action(space, np.asarray(policy_act(
+      saved["params"], saved["stats"], sampling.as_input(obs)[None]))[0])
 
 
 # ----------------------------------------------------------------------------------------------

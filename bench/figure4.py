@@ -85,16 +85,6 @@ def _final(run_dir, steps):
   return float(np.mean(tail)) if tail else float("nan")
 
 
-def _curve(run_dir, grid):
-  """The run's mean return at each grid step: the last iteration at or before it (nan before
-  the first iteration that reported a return)."""
-  log = [r for r in _log(run_dir) if r["mean_return"] is not None]
-  steps = np.array([r["steps"] for r in log])
-  rets = np.array([r["mean_return"] for r in log])
-  idx = np.searchsorted(steps, grid, side="right") - 1
-  return np.where(idx >= 0, rets[np.maximum(idx, 0)], np.nan) if len(log) else grid * np.nan
-
-
 def _best_ng_step(task):
   """(best step size, {step size: final return}) over the sweep runs that exist."""
   finals = {s: _final(_run_dir(task, "natural_gradient", 0, f"-step{s}"), TASKS[task]["steps"])
