@@ -2,8 +2,9 @@
 
 The paper's tasks (Section 8): MuJoCo `Swimmer-v5`, `Hopper-v5`, `Walker2d-v5`; the Barto et al.
 cart-pole `CartPole-v1`; and the seven Atari games of Table 1 with the preprocessing of Mnih et
-al. (2013) — frame skip 4, grayscale, 84×84, the last 4 frames stacked, kept as uint8 — built
-from Gymnasium's own `AtariPreprocessing` and `FrameStackObservation`. Any other Gymnasium id
+al. (2013) — frame skip 4, grayscale, the last 4 frames stacked, kept as uint8 — built from
+Gymnasium's own `AtariPreprocessing` and `FrameStackObservation`, with frames of 42×42 rather
+than 84×84 (see `atari_wrappers`). Any other Gymnasium id
 works if its action space is `Box`, `Discrete` or `MultiDiscrete`.
 
 Environments are stepped by Gymnasium's vector environments with autoreset in the same step
@@ -38,30 +39,102 @@ def is_atari(env_id):
   return str(env_id).startswith("ALE/")
 
 
-def atari_wrappers():
+def fire_after_reset(env):
+  """FIRE after every reset and after every lost life, as the FireResetEnv of OpenAI Baselines
+  does after a reset: for games that wait for FIRE to serve (Breakout), so that a policy that
+  never presses FIRE in the waiting frame cannot stall the game (README, Table 1). Not part of
+  the paper's protocol; `train.py --fire-reset` turns it on.
+
+  The extra FIRE step is taken inside reset() and inside the step() that lost the life (its
+  reward is added, its observation returned, an episode it ends ends there). Built on a plain
+  `gymnasium.Wrapper` whose reset and step are replaced, with its state (the lives count) an
+  attribute, so that `get_state`/`set_state` save and restore it with the emulator (vine).
+  """
+  fire = env.unwrapped.get_action_meanings().index("FIRE")
+  wrapper = gym.Wrapper(env)
+  wrapper.lives = 0
+
+  def reset(**kwargs):
+    env.reset(**kwargs)
+    obs, _, terminated, truncated, info = env.step(fire)
+    if terminated or truncated:
+      obs, info = env.reset(**kwargs)
+    wrapper.lives = env.unwrapped.ale.lives()
+    return obs, info
+
+  def step(action):
+    obs, reward, terminated, truncated, info = env.step(action)
+    lives = env.unwrapped.ale.lives()
+    if lives < wrapper.lives and not (terminated or truncated):
+      obs, extra, terminated, truncated, info = env.step(fire)
+      reward += extra
+    wrapper.lives = env.unwrapped.ale.lives()
+    return obs, reward, terminated, truncated, info
+  wrapper.reset, wrapper.step = reset, step
+  return wrapper
+
+
+def family(env_id):
+  """"atari" for an ALE id, "mujoco" for a Gymnasium MuJoCo task, "other" otherwise (classic
+  control, Box2D, a factory): what `train.FAMILY_DEFAULTS` is keyed by."""
+  if is_atari(env_id):
+    return "atari"
+  try:
+    entry = str(gym.spec(env_id).entry_point) if isinstance(env_id, str) else ""
+  except Exception:  # noqa: BLE001 - an unknown id is reported where the env is made
+    entry = ""
+  return "mujoco" if entry.startswith("gymnasium.envs.mujoco") else "other"
+
+
+def atari_wrappers(screen_size=42, fire_reset=False):
   """Mnih et al. (2013) preprocessing as a list of Gymnasium wrappers (applied in order).
 
   `AtariPreprocessing`: up to 30 no-op actions at reset, frame skip 4 (max-pooled over the last
-  two frames), grayscale, resized to 84×84; `FrameStackObservation`: the last 4 frames, giving
-  uint8 observations [4, 84, 84].
+  two frames), grayscale, resized by area to screen_size × screen_size; `FrameStackObservation`:
+  the last 4 frames, giving uint8 observations [4, screen_size, screen_size]. Mnih et al. resize
+  to 84×84; our policy network averages that 2×2 (`policies.atari_cnn`), and an area resize to
+  42×42 is the same average up to rounding (within one grey level, `test_train.py`), done once
+  per frame here instead of in every network call, on a quarter of the data. With `fire_reset`,
+  `fire_after_reset` goes between the two (not in the paper's protocol).
   """
-  return [lambda e: gym.wrappers.AtariPreprocessing(e, noop_max=30, frame_skip=4, screen_size=84,
-                                                    grayscale_obs=True),
+  return [lambda e: gym.wrappers.AtariPreprocessing(e, noop_max=30, frame_skip=4,
+                                                    screen_size=screen_size, grayscale_obs=True),
+          *([fire_after_reset] if fire_reset else []),
           lambda e: gym.wrappers.FrameStackObservation(e, 4)]
 
 
-def _make_args(env_id):
+def _make_args(env_id, fire_reset=False):
   """(gym.make keyword arguments, wrappers) for an id; ValueError for an unknown id."""
   kwargs, wrappers = {}, []
   if is_atari(env_id):
     # Frame skipping is done by AtariPreprocessing; no sticky actions, as in Mnih et al. (2013).
     kwargs = {"frameskip": 1, "repeat_action_probability": 0.0}
-    wrappers = atari_wrappers()
+    wrappers = atari_wrappers(fire_reset=fire_reset)
   try:
     gym.spec(env_id)
   except Exception as e:  # noqa: BLE001 - gymnasium raises several error types here
     raise ValueError(f"unknown environment id {env_id!r} ({type(e).__name__}: {e})") from None
   return kwargs, wrappers
+
+
+def env_fn(env_id, env_kwargs=None, wrappers=(), fire_reset=False, render=False):
+  """A function () -> one environment: `env_id` (a registered Gymnasium id, or a factory
+  env_id(**env_kwargs) -> gymnasium.Env) made with `env_kwargs`, with our preprocessing for an
+  id (Atari: `atari_wrappers`), then each of `wrappers` (functions env -> env) in order. A
+  factory's environment is taken as it is, with the extra wrappers only."""
+  kwargs, ours = ({}, []) if callable(env_id) else _make_args(env_id, fire_reset)
+  kwargs = dict(kwargs, **(env_kwargs or {}), **({"render_mode": "rgb_array"} if render else {}))
+
+  # The spec, not the id: it carries its entry point, so a worker process that has not
+  # registered the ALE ids (the function is pickled into it) can still make the environment.
+  spec = None if callable(env_id) else gym.spec(env_id)
+
+  def make_one():
+    env = env_id(**kwargs) if callable(env_id) else gym.make(spec, **kwargs)
+    for wrap in list(ours) + list(wrappers):
+      env = wrap(env)
+    return env
+  return make_one
 
 
 def _made(env_id, make_fn, hint=""):
@@ -75,10 +148,12 @@ def _made(env_id, make_fn, hint=""):
                      f"{first}){hint}") from None
 
 
-def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None):
-  """A vector environment of `num_envs` copies of `env_id`, reset with `seed`; with `video` (a
-  path ending .mp4) recorded by Gymnasium's `RecordVideo` into that file when closed (needs
-  moviepy: `pip install -e ".[video]"`).
+def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwargs=None,
+         wrappers=(), fire_reset=False):
+  """A vector environment of `num_envs` copies of `env_fn(env_id, env_kwargs, wrappers,
+  fire_reset)` (an id or a factory), reset with `seed`; with `video` (a path ending .mp4)
+  recorded by Gymnasium's `RecordVideo` into that file when closed (needs moviepy:
+  `pip install -e ".[video]"`).
 
   Returns (envs, first observations [num_envs, *obs_shape]). Raises ValueError for an unknown
   id, an unsupported action space or a bad option.
@@ -89,19 +164,18 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None):
     raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
   if vectorization == "auto":
     vectorization = "async" if is_atari(env_id) and num_envs > 1 else "sync"
-  kwargs, wrappers = _make_args(env_id)
+  make_one = env_fn(env_id, env_kwargs, wrappers, fire_reset, render=bool(video))
   if video:
-    kwargs["render_mode"] = "rgb_array"
     os.environ.setdefault("MUJOCO_GL", "egl")   # MuJoCo renders off-screen: no display here
-  vector_kwargs = {"autoreset_mode": AutoresetMode.SAME_STEP}
   if vectorization == "async":
     # Worker processes start from a fresh server process, not by forking this one: JAX runs
     # threads, and a fork of a multithreaded process can deadlock.
-    vector_kwargs["context"] = "forkserver"
-  envs = _made(env_id, lambda: gym.make_vec(env_id, num_envs=num_envs,
-                                            vectorization_mode=vectorization,
-                                            vector_kwargs=vector_kwargs, wrappers=wrappers,
-                                            **kwargs),
+    vector = lambda: gym.vector.AsyncVectorEnv([make_one] * num_envs, context="forkserver",
+                                               autoreset_mode=AutoresetMode.SAME_STEP)
+  else:
+    vector = lambda: gym.vector.SyncVectorEnv([make_one] * num_envs,
+                                              autoreset_mode=AutoresetMode.SAME_STEP)
+  envs = _made(env_id, vector,
                "; async environments start processes, so a script must call train under "
                "`if __name__ == '__main__':` (or use vectorization='sync')"
                if vectorization == "async" else "")
@@ -153,8 +227,8 @@ def policy_for(obs_space, action_space, hidden=(64, 64), linear=False, log_std_i
   n_out = {"gaussian": lambda: action_space.shape[0],
            "categorical": lambda: int(action_space.n),
            "factored": lambda: int(np.sum(action_space.nvec))}[kind]()
-  if len(obs_space.shape) == 3:
-    net = policies.atari_cnn(n_out)
+  if len(obs_space.shape) == 3:   # frames [C, H, W]: 84×84 ones are averaged 2×2 to 42×42
+    net = policies.atari_cnn(n_out, pool=max(1, obs_space.shape[1] // 42))
   elif len(obs_space.shape) == 1:
     net = policies.linear(n_out) if linear else policies.mlp(hidden, n_out)
   else:
@@ -181,16 +255,13 @@ def env_action(action_space, action):
 # ----------------------------------------------------------------------------------------------
 
 
-def make_single(env_id, seed=0):
-  """One (non-vector) environment with the same preprocessing as `make`, reset with `seed`.
+def make_single(env_id, seed=0, env_kwargs=None, wrappers=(), fire_reset=False):
+  """One (non-vector) environment made as `make` makes each copy, reset with `seed`.
 
   Returns (env, first observation). Vine branch rollouts run on such environments, restored
   with `set_state`.
   """
-  kwargs, wrappers = _make_args(env_id)
-  env = _made(env_id, lambda: gym.make(env_id, **kwargs))
-  for wrap in wrappers:
-    env = wrap(env)
+  env = _made(env_id, env_fn(env_id, env_kwargs, wrappers, fire_reset))
   obs, _ = env.reset(seed=seed)
   return env, obs
 

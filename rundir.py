@@ -34,10 +34,11 @@ def build(cfg, single_env=False, video=None):
   """
   seed = cfg["seed"] + 10007 * jax.process_index()      # processes sample apart (`parallel`)
   if single_env:
-    env, obs = envs.make_single(cfg["env"], seed)
+    env, obs = envs.make_single(cfg["env"], seed, **env_options(cfg))
     obs_space, action_space = env.observation_space, env.action_space
   else:
-    env, obs = envs.make(cfg["env"], cfg["num_envs"], seed, cfg["vectorization"], video)
+    env, obs = envs.make(cfg["env"], cfg["num_envs"], seed, cfg["vectorization"], video,
+                         **env_options(cfg))
     obs_space, action_space = env.single_observation_space, env.single_action_space
   try:
     policy = envs.policy_for(obs_space, action_space, tuple(cfg["hidden"]),
@@ -47,6 +48,27 @@ def build(cfg, single_env=False, video=None):
     raise
   return {"env": env, "obs": obs, "policy": policy, "obs_shape": obs_space.shape,
           "value": value.value_net(obs_space.shape, tuple(cfg["hidden"]))}
+
+
+def env_options(cfg):
+  """The keyword arguments of `envs.make` and `envs.make_single` beyond the id that a config
+  holds: env_kwargs, wrappers, fire_reset. A config read back from a checkpoint names the
+  wrappers (and a factory) it was trained with; those must be passed again."""
+  missing = [w for w in (cfg["env"], *cfg["wrappers"]) if isinstance(w, str) and w.startswith(
+      "python:")]
+  if missing:
+    raise ValueError(f"the run was made with {', '.join(missing)}, which a checkpoint cannot "
+                     "hold: pass the same env factory or wrappers again (from Python)")
+  return {"env_kwargs": cfg["env_kwargs"], "wrappers": tuple(cfg["wrappers"]),
+          "fire_reset": cfg["fire_reset"]}
+
+
+def config_json(cfg):
+  """The config as JSON (as checkpoints hold it): an env factory or a wrapper, which is code,
+  is written as its name, "python:module.name"."""
+  name = lambda f: f if isinstance(f, str) else \
+      f"python:{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
+  return json.dumps(dict(cfg, env=name(cfg["env"]), wrappers=[name(w) for w in cfg["wrappers"]]))
 
 
 def init_state(cfg, built):
@@ -119,7 +141,7 @@ def save_checkpoint(path, state, cfg, extra=None, record=None):
       "value": np.asarray(ravel_pytree(state["vparams"])[0]),
       "key": np.asarray(jax.random.key_data(state["key"])),
       "iteration": np.int64(state["iteration"]), "steps": np.int64(state["steps"]),
-      "seconds": np.float64(state["seconds"]), "config": np.array(json.dumps(cfg)),
+      "seconds": np.float64(state["seconds"]), "config": np.array(config_json(cfg)),
   }
   if state["stats"] is not None:
     arrays.update({f"stats_{k}": np.asarray(v) for k, v in state["stats"].items()})
@@ -305,13 +327,13 @@ def format_record(record, eta=None):
           f"{record['steps_per_second']:7.0f} steps/s  {left}")
 
 
-def load_policy(run_dir, seed, defaults=None, video=None):
+def load_policy(run_dir, seed, defaults=None, video=None, code=None):
   """The policy saved in DIR/checkpoint.npz, in one fresh environment of its task: {"config",
   "env" (a vector env of 1, recorded to `video` if given: `envs.make`), "obs" (its first
   observation), "policy", "params", "stats" (observation statistics or None)}. `defaults` fill
-  options the saved config predates."""
+  options the saved config predates; `code` gives {"env": factory, "wrappers": (...)} again."""
   cfg, data = load_checkpoint(run_dir)
-  cfg = {**(defaults or {}), **cfg, "num_envs": 1, "seed": seed}
+  cfg = {**(defaults or {}), **cfg, "num_envs": 1, "seed": seed, **(code or {})}
   cfg["hidden"] = tuple(cfg["hidden"])
   built = build(cfg, video=video)
   try:

@@ -312,9 +312,11 @@ def _exit_with(parent):
   os._exit(0)
 
 
-def _branch_worker_init(parent, env_id, seed, copies, hidden, linear_policy, log_std_init):
+def _branch_worker_init(parent, env_id, seed, copies, hidden, linear_policy, log_std_init,
+                        env_options):
   threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-  _WORKER["copies"] = [envs_lib.make_single(env_id, seed)[0] for _ in range(copies)]
+  _WORKER["copies"] = [envs_lib.make_single(env_id, seed, **env_options)[0]
+                       for _ in range(copies)]
   env = _WORKER["copies"][0]
   _WORKER["policy"] = envs_lib.policy_for(env.observation_space, env.action_space, hidden,
                                           linear_policy, log_std_init)
@@ -327,10 +329,11 @@ def _branch_worker(task):
 
 
 def branch_pool(env_id, seed, workers, copies=1, hidden=(64, 64), linear_policy=False,
-                log_std_init=0.0):
+                log_std_init=0.0, env_options=None):
   """A process pool that runs vine branches (`branch_returns`) on `workers` cores.
 
-  Each worker builds `copies` environments (`envs.make_single(env_id, seed)`) and the policy
+  Each worker builds `copies` environments (`envs.make_single(env_id, seed, **env_options)`;
+  a factory and wrappers must then be module-level functions, which pickle) and the policy
   functions (`envs.policy_for`, same architecture as the learner's) once; each task then
   carries a group of branches (snapshots, first actions, common random numbers) and the
   parameters, so a group computed in a worker equals the one computed in-process with as many
@@ -340,7 +343,8 @@ def branch_pool(env_id, seed, workers, copies=1, hidden=(64, 64), linear_policy=
   return concurrent.futures.ProcessPoolExecutor(
       workers, mp_context=multiprocessing.get_context("forkserver"),
       initializer=_branch_worker_init,
-      initargs=(os.getpid(), env_id, seed, copies, tuple(hidden), linear_policy, log_std_init))
+      initargs=(os.getpid(), env_id, seed, copies, tuple(hidden), linear_policy, log_std_init,
+                env_options or {}))
 
 
 def vine_trunk(env, trunk, policy, params, stats, keys, trunk_steps, n_states):

@@ -51,8 +51,10 @@ def test_library_size_and_function_length():
   sizes = {m: len(code_lines(_source(m))) for m in LIBRARY}
   assert sizes["trpo"] <= 220, sizes
   # The redesign's budget was 2,000 lines (1,920 at its commit); the run directory's safety,
-  # data-parallel training, lockstep vine branches and plot.py have added about 100 since.
-  assert sum(sizes.values()) <= 2100, sizes
+  # data-parallel training, lockstep vine branches and plot.py have added about 100 since, the
+  # convolution with fast derivatives (policies.conv) 30, environments from kwargs, wrappers or
+  # a factory, Breakout's FIRE option and defaults by environment family about 110.
+  assert sum(sizes.values()) <= 2250, sizes
   for m in LIBRARY:
     source = _source(m)
     lines = code_lines(source)

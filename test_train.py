@@ -131,7 +131,7 @@ def test_mujoco_smoke(tmp_path):
 def test_atari_smoke():
   venv, obs = envs.make("ALE/Pong-v5", num_envs=1, seed=0)
   try:
-    assert obs.shape == (1, 4, 84, 84) and obs.dtype == np.uint8
+    assert obs.shape == (1, 4, 42, 42) and obs.dtype == np.uint8
   finally:
     venv.close()
   hist = train.train("ALE/Pong-v5", steps=128, seed=0, log=lambda s: None, batch=64,
@@ -140,6 +140,121 @@ def test_atari_smoke():
   # 32 frames per environment cannot finish a game of Pong (21 points): no episode ended, so
   # no return is reported, rather than a number carried over from another iteration.
   assert all(h["episodes"] == 0 and h["mean_return"] is None for h in hist)
+
+
+def test_42_pixel_frames_are_84_pixel_frames_averaged_2x2():
+  # envs.atari_wrappers resizes to 42×42 by area; the 84×84 frames of Mnih et al. averaged over
+  # 2×2 blocks, which the network used to do itself, must be the same up to rounding.
+  made = []
+  for size in (42, 84):
+    env = gym.make("ALE/Pong-v5", frameskip=1, repeat_action_probability=0.0)
+    for wrap in envs.atari_wrappers(size):
+      env = wrap(env)
+    made.append(env)
+  frames = {42: [], 84: []}
+  for size, env in zip((42, 84), made):
+    obs, _ = env.reset(seed=3)
+    env.action_space.seed(3)
+    frames[size].append(obs)
+    for _ in range(60):
+      frames[size].append(env.step(env.action_space.sample())[0])
+    env.close()
+  small = np.asarray(frames[42], np.float64)
+  pooled = np.asarray(frames[84], np.float64).reshape(-1, 4, 42, 2, 42, 2).mean((3, 5))
+  assert small.shape == pooled.shape == (61, 4, 42, 42)
+  assert np.abs(small - pooled).max() <= 1.0 and np.abs(small - pooled).mean() < 0.6
+  assert pooled.std() > 10   # real frames, not blank ones
+
+
+def test_fire_reset_serves_the_ball_and_is_restored_with_the_emulator():
+  # Breakout waits for FIRE: a policy that only plays NOOP never loses a life without the
+  # option; with it, the ball is served after reset and after each lost life, so NOOP loses
+  # them all. The wrapper's lives count is restored with the emulator (vine snapshots).
+  lives = {}
+  for fire in (False, True):
+    env, _ = envs.make_single("ALE/Breakout-v5", seed=0, fire_reset=fire)
+    seen = []
+    for _ in range(400):
+      _, _, term, _, info = env.step(0)
+      seen.append(info["lives"])
+      if term:
+        break
+    lives[fire] = seen
+    env.close()
+  assert set(lives[False]) == {5}
+  assert lives[True][0] == 5 and min(lives[True]) <= 2
+  env, _ = envs.make_single("ALE/Breakout-v5", seed=1, fire_reset=True)
+  env.action_space.seed(1)
+  for _ in range(30):
+    env.step(env.action_space.sample())
+  snapshot = envs.get_state(env)
+  actions = [0] * 150   # NOOP: lives are lost and the ball re-served inside this stretch
+
+  def replay():
+    return [(np.array(o), r, term, info["lives"]) for o, r, term, _, info in
+            (env.step(a) for a in actions)]
+  first = replay()
+  envs.set_state(env, snapshot)
+  second = replay()
+  env.close()
+  assert first[0][3] > first[-1][3]
+  assert all(np.array_equal(a[0], b[0]) and a[1:] == b[1:] for a, b in zip(first, second))
+
+
+def test_defaults_by_family_and_explicit_options_win():
+  make = lambda **given: train.make_config(given, None, False, note=lambda s: None)
+  hopper = make(env="Hopper-v5")
+  assert (hopper["batch"], hopper["delta"], hopper["gamma"], hopper["normalize_obs"]) == \
+      (4096, 0.02, 0.995, True)
+  mine = make(env="Hopper-v5", delta=0.01, normalize_obs=False)
+  assert (mine["batch"], mine["delta"], mine["normalize_obs"]) == (4096, 0.01, False)
+  pong = make(env="ALE/Pong-v5")
+  assert pong["normalize_obs"] and pong["lam"] == 0.95 and pong["delta"] == 0.01
+  assert make(env="CartPole-v1") == dict(train.DEFAULTS, env="CartPole-v1")
+  assert not make(env="Hopper-v5", method="cem")["normalize_obs"]   # searches keep raw obs
+  args = train.parser().parse_args(["--env", "Hopper-v5", "--no-normalize-obs"])
+  assert args.normalize_obs is False and args.batch is None
+
+
+def _double_reward(env):
+  return gym.wrappers.TransformReward(env, lambda r: 2.0 * r)
+
+
+def _cartpole(**kwargs):
+  return gym.make("CartPole-v1", **kwargs)
+
+
+def test_train_takes_env_kwargs_wrappers_and_a_factory(tmp_path):
+  quiet = lambda s: None
+  # gym.make keyword arguments: saved with the run, used again on resume and by evaluate.
+  out = str(tmp_path / "kwargs")
+  hist = train.train("CartPole-v1", steps=1024, seed=0, out=out, batch=512, log=quiet,
+                     env_kwargs={"max_episode_steps": 12})["history"]
+  assert all(h["mean_return"] <= 12 for h in hist if h["episodes"])
+  assert max(train.evaluate(out, episodes=2)) <= 12
+  with pytest.raises(ValueError, match="env_kwargs cannot change on resume"):
+    train.train("CartPole-v1", steps=2048, out=out, resume=True, env_kwargs={}, log=quiet)
+  # Extra wrappers apply after our preprocessing: CartPole's return is its length; the same
+  # policy's first iteration sees the same episodes, with the returns doubled.
+  plain = train.train("CartPole-v1", steps=512, seed=0, batch=512, log=quiet)["history"]
+  doubled = train.train("CartPole-v1", steps=512, seed=0, batch=512, log=quiet,
+                        wrappers=[_double_reward])["history"]
+  assert doubled[0]["episodes"] == plain[0]["episodes"] > 5
+  assert doubled[0]["mean_return"] == pytest.approx(2 * plain[0]["mean_return"])
+  # A factory: the checkpoint names it; resuming or evaluating needs it again.
+  out = str(tmp_path / "factory")
+  train.train(_cartpole, steps=1024, seed=0, out=out, batch=512, log=quiet,
+              env_kwargs={"max_episode_steps": 12})
+  with pytest.raises(ValueError, match=r"python:test_train\._cartpole.*pass the same env"):
+    train.evaluate(out, episodes=1)
+  assert max(train.evaluate(out, episodes=2, env=_cartpole)) <= 12
+  resumed = train.train(_cartpole, steps=2048, out=out, resume=True, log=quiet)["history"]
+  assert resumed[0]["iteration"] == 3 and train.policy_from_run(out, env=_cartpole)(
+      np.zeros(4, np.float32)) in (0, 1)
+  with pytest.raises(ValueError, match="env must be a Gymnasium id or a function"):
+    train.train(3, steps=10, log=quiet)
+  with pytest.raises(ValueError, match="fire_reset must be off except for an Atari id"):
+    train.train("CartPole-v1", steps=10, fire_reset=True, log=quiet)
 
 
 def test_cli_errors_resume_and_eval(tmp_path, capsys):

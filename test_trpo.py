@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from jax.example_libraries import stax
 from jax.flatten_util import ravel_pytree
 
 import cg
@@ -179,15 +180,38 @@ def test_log_prob_normalises_and_mode_is_most_likely():
 # ----------------------------------------------------------------------------------------------
 
 def test_atari_cnn_parameter_count():
-  # Figure 3 / Section 8.2, worked by hand for 84×84×4 frames pooled to 42×42:
+  # Figure 3 / Section 8.2, worked by hand for 42×42×4 frames (84×84 pooled 2×2):
   # conv 16@4×4 on 4 channels: 4·4·4·16 + 16 = 1,040; conv 16@4×4 on 16: 4·4·16·16 + 16 =
   # 4,112; 42 → 20 → 9, so dense 9·9·16 → 20: 1,296·20 + 20 = 25,940; dense 20 → A: 21·A.
   for n_actions in (6, 18):
     pol = policies.categorical_policy(policies.atari_cnn(n_actions))
-    params = pol["init"](jax.random.PRNGKey(0), (4, 84, 84))
+    params = pol["init"](jax.random.PRNGKey(0), (4, 42, 42))
     assert policies.n_params(params) == 1040 + 4112 + 25940 + 21 * n_actions
-  frames = jnp.zeros((2, 4, 84, 84), jnp.uint8)
+  frames = jnp.zeros((2, 4, 42, 42), jnp.uint8)
   assert pol["apply"](params, frames)["logits"].shape == (2, 18)
+  pooled = policies.categorical_policy(policies.atari_cnn(18, pool=2))   # for 84×84 frames
+  shapes = lambda p: [x.shape for x in jax.tree_util.tree_leaves(p)]
+  assert shapes(pooled["init"](jax.random.PRNGKey(0), (4, 84, 84))) == shapes(params)
+
+
+@pytest.mark.parametrize("kernel, stride, shape", [((4, 4), (2, 2), (3, 11, 12, 4)),
+                                                   ((3, 2), (1, 3), (2, 7, 9, 5))])
+def test_conv_equals_lax_conv_and_its_derivatives(kernel, stride, shape):
+  # policies.conv against XLA's own convolution: outputs, and gradients in W, b and x.
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  init, apply = policies.conv(6, kernel, stride)
+  ref_init, ref_apply = stax.Conv(6, kernel, stride)
+  out_shape, params = init(jax.random.PRNGKey(1), shape)
+  ref_shape, ref_params = ref_init(jax.random.PRNGKey(1), shape)
+  assert out_shape == ref_shape
+  assert all(jnp.array_equal(a, b) for a, b in zip(params, ref_params))   # same init
+  params = (params[0], params[1] + 0.3)
+  np.testing.assert_allclose(apply(params, x), ref_apply(params, x), rtol=1e-5, atol=1e-5)
+  ct = jax.random.normal(jax.random.PRNGKey(2), ref_shape)
+  loss = lambda f: lambda p, z: jnp.sum(f(p, z) * ct)
+  for got, want in zip(jax.tree_util.tree_leaves(jax.grad(loss(apply), (0, 1))(params, x)),
+                       jax.tree_util.tree_leaves(jax.grad(loss(ref_apply), (0, 1))(params, x))):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_linear_cartpole_policy_has_six_parameters():

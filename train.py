@@ -13,6 +13,7 @@ log, loading a saved policy) is `rundir.py`.
 
 import argparse
 import functools
+import json
 import math
 import os
 import signal
@@ -37,12 +38,27 @@ DEFAULTS = {
     "damping": 0.1, "subsample": 0.1, "estimator": "gae", "hidden": (64, 64),
     "normalize_obs": False, "linear_policy": False, "vf_epochs": 10, "vf_lr": 1e-3,
     "vectorization": "auto", "log_std_init": 0.0,
+    # The environment beyond its id (`envs.make`): gym.make keyword arguments, extra wrappers
+    # (Python only), and FIRE after reset and a lost life on Atari (not the paper's protocol).
+    "env_kwargs": {}, "wrappers": (), "fire_reset": False,
     # Vine (Section 5.2; Table 2 uses N·K = 500 Q-values, K = 4, rollouts of 50 on Swimmer).
     "vine_states": 125, "vine_actions": 4, "vine_horizon": 50, "vine_q": "policy",
     "vine_workers": 1, "vine_copies": 16,
     # The comparison methods of Section 8 (see ALGORITHMS and baselines.py).
     "step_size": 0.1, "population": 20, "elite_frac": 0.2, "search_std": 0.5,
     "temperature": 1.0, "reps_epsilon": 0.1, "ml_epochs": 10, "ml_lr": 1e-2,
+}
+
+# Settings by environment family (`envs.family`), applied over DEFAULTS when a run starts; an
+# option given explicitly wins. MuJoCo locomotion: the Hopper settings of the README (batch
+# 4,096, δ 0.02, γ 0.995, running observation normalisation). Atari: frames normalised per
+# pixel (without it the CNN learned only action frequencies on Pong) and λ = 0.95, the
+# Table 1 settings. Classic control: DEFAULTS. The parameter searches (cem, cma, reps) keep
+# observations raw.
+FAMILY_DEFAULTS = {
+    "mujoco": {"batch": 4096, "delta": 0.02, "gamma": 0.995, "normalize_obs": True},
+    "atari": {"normalize_obs": True, "lam": 0.95},
+    "other": {},
 }
 
 # --method: the algorithms of Figure 4. TRPO with single-path or vine sampling (Section 5); the
@@ -54,6 +70,14 @@ ALGORITHMS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_k
     baselines.METHODS
 
 
+def _is_json(value):
+  try:
+    json.dumps(value, allow_nan=False)
+    return True
+  except (TypeError, ValueError):
+    return False
+
+
 def validate_config(cfg):
   """Raises ValueError naming the first option outside its allowed range. The options of
   `trpo.step` are checked by `trpo.check_options`, num_envs and vectorization by `envs.make`."""
@@ -61,6 +85,14 @@ def validate_config(cfg):
   if unknown:
     raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
   checks = [
+      ("env", isinstance(cfg["env"], str) or callable(cfg["env"]),
+       "a Gymnasium id or a function returning an environment"),
+      ("env_kwargs", isinstance(cfg["env_kwargs"], dict) and _is_json(cfg["env_kwargs"]),
+       "a dict of gym.make keyword arguments (numbers, strings, lists, dicts)"),
+      ("wrappers", all(callable(w) or isinstance(w, str) for w in cfg["wrappers"]),
+       "a sequence of functions env -> env"),
+      ("fire_reset", not cfg["fire_reset"] or envs.is_atari(cfg["env"]),
+       "off except for an Atari id (ALE/...)"),
       ("steps", cfg["steps"] >= 1, "an integer >= 1"),
       ("seed", isinstance(cfg["seed"], int) and 0 <= cfg["seed"] < 2**32,
        "an integer in [0, 2**32)"),
@@ -168,8 +200,8 @@ def vine_iteration(cfg, run, state, trunk, keys):
 
 # Options a resumed run keeps: they define its task, its networks or its randomness. Every
 # other option may be changed on --resume (the change is printed).
-FIXED_ON_RESUME = ("env", "seed", "method", "hidden", "linear_policy", "log_std_init",
-                   "normalize_obs")
+FIXED_ON_RESUME = ("env", "env_kwargs", "wrappers", "fire_reset", "seed", "method", "hidden",
+                   "linear_policy", "log_std_init", "normalize_obs")
 
 
 def branch_runners(cfg, env):
@@ -179,28 +211,36 @@ def branch_runners(cfg, env):
   size = cfg["vine_copies"]
   if cfg["vine_workers"] > 1:
     pool = sampling.branch_pool(cfg["env"], cfg["seed"], cfg["vine_workers"], size,
-                                cfg["hidden"], cfg["linear_policy"], cfg["log_std_init"])
+                                cfg["hidden"], cfg["linear_policy"], cfg["log_std_init"],
+                                rundir.env_options(cfg))
     return [env] + [None] * (size - 1), pool
-  return [env] + [envs.make_single(cfg["env"], cfg["seed"])[0] for _ in range(size - 1)], None
+  return [env] + [envs.make_single(cfg["env"], cfg["seed"], **rundir.env_options(cfg))[0]
+                  for _ in range(size - 1)], None
 
 
 def make_config(given, out, resume, note=print):
   """The run's config: DEFAULTS with the options `given`, or when resuming the saved config
   (with DEFAULTS for options it predates) with the given options that may change applied, and
   noted; validated."""
-  given = {k: tuple(v) if k == "hidden" else v for k, v in given.items() if v is not None}
+  given = {k: tuple(v) if k in ("hidden", "wrappers") else v for k, v in given.items()
+           if v is not None}
   if not resume:
-    cfg = dict(DEFAULTS, **given)
+    family = dict(FAMILY_DEFAULTS[envs.family(given.get("env", DEFAULTS["env"]))])
+    if given.get("method") in baselines.SEARCH:
+      family.pop("normalize_obs", None)
+    cfg = {**DEFAULTS, **family, **given}
   elif not out:
     raise ValueError("resume=True needs out, the run directory holding checkpoint.npz")
   else:
     saved = dict(DEFAULTS, **rundir.load_checkpoint(out)[0])
-    saved["hidden"] = tuple(saved["hidden"])
+    saved["hidden"], saved["wrappers"] = tuple(saved["hidden"]), tuple(saved["wrappers"])
+    named = json.loads(rundir.config_json(dict(saved, **given)))   # factories by name
     for k in FIXED_ON_RESUME:
-      if k in given and given[k] != saved[k]:
+      if k in given and named[k] != json.loads(rundir.config_json(saved))[k]:
         raise ValueError(f"{k} cannot change on resume (the run in {out} has {k} "
                          f"{saved[k]!r}, given {given[k]!r}); start a new run instead")
-    changed = {k: v for k, v in given.items() if k != "steps" and v != saved[k]}
+    changed = {k: v for k, v in given.items() if k not in ("steps",) + FIXED_ON_RESUME
+               and v != saved[k]}
     if changed:
       note("resuming with " + ", ".join(f"{k} {saved[k]!r} -> {v!r}" for k, v in changed.items()))
     cfg = dict(saved, **given)
@@ -253,15 +293,21 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
           "config": cfg, "state": state}
 
 
-def evaluate(run_dir, episodes=10, seed=12345, video=None):
+def _code(env, wrappers):
+  """What a checkpoint cannot hold, given again: the env factory and the extra wrappers."""
+  return {k: v for k, v in (("env", env), ("wrappers", tuple(wrappers or ()))) if v}
+
+
+def evaluate(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=None):
   """Runs the saved policy deterministically (the mode of π) for `episodes` episodes, in an
-  environment reset with `seed`, recorded into the MP4 file `video` if given. Returns the list
+  environment reset with `seed`, recorded into the MP4 file `video` if given. A run trained on
+  an env factory or with extra wrappers needs them again (`env`, `wrappers`). Returns the list
   of undiscounted episode returns.
   """
   if video and (not str(video).endswith(".mp4") or not os.path.isdir(os.path.dirname(
       os.path.abspath(video)))):
     raise ValueError(f"--video must name an .mp4 file in an existing directory, got {video!r}")
-  saved = rundir.load_policy(run_dir, seed, DEFAULTS, video)
+  saved = rundir.load_policy(run_dir, seed, DEFAULTS, video, _code(env, wrappers))
   env, obs, returns, policy_act = saved["env"], saved["obs"], [], sampling.actor(saved["policy"])
   try:
     while len(returns) < episodes:
@@ -276,10 +322,11 @@ def evaluate(run_dir, episodes=10, seed=12345, video=None):
   return returns
 
 
-def policy_from_run(run_dir):
+def policy_from_run(run_dir, env=None, wrappers=None):
   """The policy saved in DIR as a function: one observation (as its environment returns it)
-  in, the deterministic action (the mode of π, as `evaluate` takes it) out."""
-  saved = rundir.load_policy(run_dir, 0, DEFAULTS)
+  in, the deterministic action (the mode of π, as `evaluate` takes it) out. `env`, `wrappers`:
+  as for `evaluate`."""
+  saved = rundir.load_policy(run_dir, 0, DEFAULTS, code=_code(env, wrappers))
   space = saved["env"].single_action_space
   saved["env"].close()
   policy_act = sampling.actor(saved["policy"])
@@ -290,6 +337,16 @@ def policy_from_run(run_dir):
 # ----------------------------------------------------------------------------------------------
 # The command line.
 # ----------------------------------------------------------------------------------------------
+
+
+def _parse_json(text):
+  try:
+    value = json.loads(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object, got {text!r} ({e})")
+  if not isinstance(value, dict):
+    raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object, got {text!r}")
+  return value
 
 
 def _parse_hidden(text):
@@ -318,6 +375,8 @@ FLAGS = [   # (option, type or choices, help) for the command line
     ("vf_epochs", int, "value-function epochs per iteration"),
     ("vf_lr", float, "value-function Adam learning rate"),
     ("vectorization", envs.VECTORIZATION, "auto: async for Atari, sync otherwise"),
+    ("env_kwargs", "json", "gym.make keyword arguments as JSON, e.g. '{\"ctrl_cost_weight\": 0}'"),
+    ("fire_reset", bool, "Atari: FIRE after reset and after a lost life (not the paper's)"),
     ("log_std_init", float, "initial log standard deviation of a Gaussian policy"),
     ("method", ALGORITHMS, "the algorithm (Section 8): TRPO single_path or vine, an ablation, or "
      "a baseline of baselines.py"),
@@ -363,13 +422,16 @@ def parser():
   ap.add_argument("--process-id", type=int, default=0, help=argparse.SUPPRESS)
   for name, kind, help_text in FLAGS:
     flag = "--" + name.replace("_", "-")
-    help_text = f"{help_text} (default: {DEFAULTS[name]})"
-    if kind is bool:
-      ap.add_argument(flag, action="store_true", default=None, help=help_text)
+    by_family = "".join(f"; {f}: {d[name]}" for f, d in FAMILY_DEFAULTS.items() if name in d)
+    help_text = f"{help_text} (default: {DEFAULTS[name]}{by_family})"
+    if kind is bool:   # --flag / --no-flag: either wins over the environment family's default
+      ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                      help=help_text)
     elif isinstance(kind, tuple):
       ap.add_argument(flag, choices=kind, help=help_text)
     else:
-      ap.add_argument(flag, type=_parse_hidden if kind == "sizes" else kind, help=help_text)
+      ap.add_argument(flag, type={"sizes": _parse_hidden, "json": _parse_json}.get(kind, kind),
+                      help=help_text)
   return ap
 
 

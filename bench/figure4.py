@@ -55,6 +55,9 @@ TASKS = {
                "flags": ["--hidden", "50,50", "--batch", "4096", "--gamma", "0.995"],
                "methods": tuple(m for m in METHODS if m != "max_kl")},
 }
+# What train.py's MuJoCo family defaults would change, pinned to the values these runs had:
+# δ = 0.01 (the paper's), γ = 0.99 unless the task sets it, raw observations.
+PINNED = ["--delta", "0.01", "--gamma", "0.99", "--no-normalize-obs"]
 NG_STEPS = tuple(round(0.01 * 3**k, 6) for k in range(-2, 8))   # 0.0011 ... 21.87: factors of 3
 NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 (see _ng_sweep)
 TAIL = 0.1                                        # "final return": the last 10% of the steps
@@ -75,7 +78,7 @@ def _command(task, method, seed, run_dir, extra=()):
   return (f"{task} {method} seed {seed}",
           [sys.executable, os.path.join(ROOT, "train.py"), "--env", t["env"], "--method",
            method, "--seed", str(seed), "--steps", str(t["steps"]), "--out", run_dir]
-          + t["flags"] + list(extra), run_dir)
+          + PINNED + t["flags"] + list(extra), run_dir)
 
 
 def _final(run_dir, steps):
@@ -158,7 +161,7 @@ def summarize(tasks, wall):
     t = TASKS[task]
     best, finals = _best_ng_step(task)
     lines.append(f"\n{task}: {t['env']}, {t['steps']:,} steps per run, {t['seeds']} seeds, "
-                 f"flags: {' '.join(t['flags'])}")
+                 f"flags: {' '.join(PINNED + t['flags'])}")
     lines.append("  natural gradient sweep (seed 0), final return by step size: "
                  + ", ".join(f"{s}: {v:.1f}" for s, v in finals.items()) + f"; best {best}")
     for method in t["methods"]:

@@ -13,6 +13,10 @@ and frames are normalised per pixel by running statistics (--normalize-obs), bec
 in [0, 1] the CNN's features hardly vary between states and the policy learned only action
 frequencies (results/ALE_Pong-v5-gae-raw-frames.txt).
 
+Runs longer than a session: every summary (also `--summarize-only`, which can be run while a
+run goes on) copies each run's checkpoint and log to results/table1/resume/GAME-METHOD, to be
+committed; when runs/ is missing (a fresh checkout), the run is carried on from that copy.
+
 Each method runs as `python train.py --env ALE/GAME-v5 --method M --steps N --out
 runs/table1/GAME-M FLAGS`; a run whose log already reaches N is skipped, one with a checkpoint
 is carried on with `train.py --resume` (so a longer --steps extends it). Then each run's curve
@@ -28,6 +32,7 @@ import argparse
 import csv
 import math
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -79,6 +84,22 @@ def _curve(run_dir, csv_path):
     return [(int(r["steps"]), int(r.get("episodes", 1)),
              float(r["mean_return"]) if r["mean_return"] else math.nan, float(r["seconds"]))
             for r in csv.DictReader(f)]
+
+
+def _kept(env, method):
+  """results/table1/resume/GAME-METHOD: a committed copy of a run's checkpoint and log."""
+  return os.path.join(ROOT, "results", "table1", "resume", f"{env[4:-3]}-{method}")
+
+
+def _copy_run(src, dst):
+  """Copies checkpoint.npz, then log.jsonl, from run directory src to dst, each file written
+  under a temporary name and renamed. In that order the log copy is never behind the
+  checkpoint copy, and `train.py --resume` cuts a log that is ahead back to the checkpoint."""
+  os.makedirs(dst, exist_ok=True)
+  for name in ("checkpoint.npz", "log.jsonl"):
+    if os.path.exists(os.path.join(src, name)):
+      shutil.copyfile(os.path.join(src, name), os.path.join(dst, name + ".copy"))
+      os.replace(os.path.join(dst, name + ".copy"), os.path.join(dst, name))
 
 
 def _episode_mean(curve, lo, hi):
@@ -133,6 +154,8 @@ def main():
   if not args.summarize_only:
     todo = []
     for m in args.methods:
+      if not os.path.exists(runs[m]) and os.path.exists(_kept(env, m)):
+        _copy_run(_kept(env, m), runs[m])   # runs/ is gone (a new machine): carry on the copy
       log = _log(runs[m])
       if log and log[-1]["steps"] >= args.steps:
         continue
@@ -153,6 +176,8 @@ def main():
     lines.append(f"  {m}: $ {command.replace(ROOT + '/', '')}")
     curve = _curve(_run_dir(env, m),
                    os.path.join(ROOT, "results", "table1", f"{args.game}-{m}.csv"))
+    if os.path.exists(os.path.join(_run_dir(env, m), "checkpoint.npz")):
+      _copy_run(_run_dir(env, m), _kept(env, m))
     if curve:
       lines.append(_score(curve, m))
     elif m in previous:   # a run whose log is gone: its line as the last summary wrote it
