@@ -121,3 +121,100 @@ def test_readme_has_python_snippets():
 def test_readme_python_snippet_runs_as_written(index, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)          # a snippet that writes a run directory writes it here
   exec(compile(_readme_snippets()[index], f"README.md snippet {index}", "exec"), {})
+
+
+# ----------------------------------------------------------------------------------------------
+# The README's numbers against the files under results/ that scripts wrote.
+# ----------------------------------------------------------------------------------------------
+
+# Tables whose cells are checked: (the table's header row, the file for a row's first cell or
+# one file for every row, the columns checked). In a checked cell, the numbers before the first
+# ";" must each appear in the file (in its last "$ command" block) at the precision written.
+_RESULTS_TABLE = {"CartPole-v1, 100k steps": "CartPole-v1.txt", "Hopper-v5, 1M steps":
+                  "Hopper-v5.txt", "Walker2d-v5, 1M steps": "Walker2d-v5.txt",
+                  "Swimmer-v5, 1M steps, γ = 0.999": "Swimmer-v5.txt"}
+_VINE_TABLE = {"single path, GAE(λ) + value function (defaults)": "CartPole-v1.txt",
+               "single path, the paper's discounted returns (`--estimator mc`)":
+               "CartPole-v1-sp-mc.txt",
+               "vine, every action, N = 100, trunk 1,000, T = 50 (11k steps/iteration)":
+               "CartPole-v1-vine.txt",
+               "vine, every action, N = 50, trunk 500, T = 50 (5.5k steps/iteration)":
+               "CartPole-v1-vine-small.txt"}
+README_TABLES = [
+    ("| ratio | measured | target |", "step_cost.txt", (1,)),
+    ("| statement | verdict | tightest gap/bound |", "theory.txt", (2,)),
+    ("| task, budget | here: `python train.py --env ID` (3 seeds) | RL Zoo TRPO (sb3-contrib, 1 "
+     "run) |", "defaults.txt", (1, 2)),
+    ("| task | command (after `python bench/learning.py`) | last 10, per seed | target |",
+     _RESULTS_TABLE, (2,)),
+    ("| | CartPole-v1, 100k simulator steps, seeds 0–2, last-10 mean return |", _VINE_TABLE,
+     (1,)),
+    ("| 2M steps | random | paper, single path | paper, vine | here, single path | here, vine |",
+     {"Pong": "table1-Pong-2M.txt", "Breakout": "table1-Breakout.txt"}, (1, 2, 3, 4, 5)),
+]
+# Numbers in the README's prose, each with the file it comes from (anywhere in the file).
+README_PHRASES = [
+    ("**1.24** with 16 environments", "train_speed.txt"),
+    ("gives train/env-only **2.76**", "train_speed.txt"),
+    ("(4.83 before this change", "train_speed.txt"),
+    ("`trpo.step` is **2.52×** faster", "atari_step.txt"),
+    ("(gradient 1.42×", "atari_step.txt"),
+]
+_NUMBER = re.compile(r"[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|[-−]?\d+(?:\.\d+)?")
+
+
+def numbers(text):
+  """The numbers written in text, as strings: thousands separators dropped, − read as -."""
+  return [n.replace(",", "").replace("−", "-") for n in _NUMBER.findall(text)]
+
+
+def _last_block(text):
+  blocks = re.split(r"(?m)^\$ ", text)
+  return blocks[-1]
+
+
+def _table_rows(readme, header):
+  lines = readme.splitlines()
+  start = lines.index(header) + 2
+  rows = []
+  for line in lines[start:]:
+    if not line.startswith("|"):
+      break
+    rows.append([c.strip() for c in line.strip("|").split(" | ")])
+  return rows
+
+
+def _found(number, values):
+  digits = len(number.split(".")[1]) if "." in number else 0
+  return any(abs(round(v, digits) - float(number)) < 1e-9 for v in values)
+
+
+def test_readme_table_numbers_come_from_the_results_files():
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  checked = 0
+  for header, files, columns in README_TABLES:
+    rows = _table_rows(readme, header)
+    assert rows, header
+    for row in rows:
+      name = files if isinstance(files, str) else files[row[0]]
+      with open(os.path.join(ROOT, "results", name), encoding="utf-8") as f:
+        values = [float(n) for n in numbers(_last_block(f.read()))]
+      for col in columns:
+        for n in numbers(row[col].split(";")[0]):
+          assert _found(n, values), f"README {row[0]!r}: {n} is not in results/{name}"
+          checked += 1
+  assert checked > 60
+  for phrase, name in README_PHRASES:
+    assert phrase in readme, phrase
+    with open(os.path.join(ROOT, "results", name), encoding="utf-8") as f:
+      values = [float(n) for n in numbers(f.read())]
+    for n in numbers(phrase):
+      assert _found(n, values), f"README {phrase!r}: {n} is not in results/{name}"
+
+
+def test_readme_number_check_catches_a_changed_number():
+  values = [float(n) for n in numbers("seed 0: mean 3507.2, first at 471,040 steps, −17.0")]
+  assert numbers("3,507 and −17") == ["3507", "-17"]
+  assert _found("3507", values) and _found("471040", values) and _found("-17.0", values)
+  assert not _found("3508", values) and not _found("3507.3", values)
