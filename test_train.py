@@ -211,6 +211,8 @@ def test_defaults_by_family_and_explicit_options_win():
   pong = make(env="ALE/Pong-v5")
   assert pong["normalize_obs"] and pong["lam"] == 0.95 and pong["delta"] == 0.01
   assert make(env="CartPole-v1") == dict(train.DEFAULTS, env="CartPole-v1")
+  assert make(env="Pendulum-v1")["gamma"] == 0.9 and make(env="Pendulum-v1", gamma=0.99)[
+      "gamma"] == 0.99
   assert not make(env="Hopper-v5", method="cem")["normalize_obs"]   # searches keep raw obs
   args = train.parser().parse_args(["--env", "Hopper-v5", "--no-normalize-obs"])
   assert args.normalize_obs is False and args.batch is None

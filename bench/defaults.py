@@ -2,9 +2,9 @@
 
   python bench/defaults.py [--episodes 10]
 
-For each task, the runs of `python train.py --env ID --seed S` with no other flag (for CartPole
-and Hopper: the run directories runs/ID-seedS that `bench/learning.py` leaves, whose configs this
-script checks equal the family defaults) are evaluated as the RL Zoo evaluates its agents: the
+For each task, the runs of `python train.py --env ID --seed S` with no other flag (the run
+directories runs/ID-seedS, which `bench/learning.py` leaves for CartPole and Hopper and this
+script trains when they are missing; their configs are checked to equal the defaults) are evaluated as the RL Zoo evaluates its agents: the
 deterministic policy (the mode of π) for --episodes episodes (`train.evaluate`, seed 12345).
 Prints and writes results/defaults.txt: per task the budget, the per-seed evaluation mean, and
 the peer's figure (the RL Zoo's TRPO benchmark, sb3-contrib, one run, deterministic evaluation,
@@ -23,6 +23,7 @@ import train  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # task: (budget in steps, the RL Zoo's TRPO figure at that budget: "mean ± std (task, steps)").
 TASKS = {"CartPole-v1": (100_000, "500.0 ± 0.0 (CartPole-v1, 100k)"),
+         "Pendulum-v1": (100_000, "-174.6 ± 127.6 (Pendulum-v1, 100k)"),
          "Hopper-v5": (1_000_000, "3618.4 ± 356.8 (Hopper-v3, 1M)")}
 
 
@@ -36,6 +37,8 @@ def main():
     means = []
     for seed in args.seeds:
       run = os.path.join(ROOT, "runs", f"{env}-seed{seed}")
+      if not os.path.exists(os.path.join(run, "checkpoint.npz")):   # train it: defaults only
+        train.train(env, steps=budget, seed=seed, out=run, overwrite=True, log=lambda s: None)
       cfg = rundir.load_checkpoint(run)[0]
       expected = train.make_config({"env": env, "seed": seed, "steps": cfg["steps"]}, None,
                                    False, note=lambda s: None)
