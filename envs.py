@@ -121,7 +121,8 @@ def env_fn(env_id, env_kwargs=None, wrappers=(), fire_reset=False, render=False)
   """A function () -> one environment: `env_id` (a registered Gymnasium id, or a factory
   env_id(**env_kwargs) -> gymnasium.Env) made with `env_kwargs`, with our preprocessing for an
   id (Atari: `atari_wrappers`), then each of `wrappers` (functions env -> env) in order. A
-  factory's environment is taken as it is, with the extra wrappers only."""
+  factory's environment is taken as it is, with the extra wrappers only. With `render`, the
+  keyword arguments include render_mode="rgb_array" (for a factory too)."""
   kwargs, ours = ({}, []) if callable(env_id) else _make_args(env_id, fire_reset)
   kwargs = dict(kwargs, **(env_kwargs or {}), **({"render_mode": "rgb_array"} if render else {}))
 

@@ -53,7 +53,7 @@ DEFAULTS = {
 # option given explicitly wins. MuJoCo locomotion: the Hopper settings of the README (batch
 # 4,096, δ 0.02, γ 0.995, running observation normalisation). Atari: frames normalised per
 # pixel (without it the CNN learned only action frequencies on Pong) and λ = 0.95, the
-# Table 1 settings. Classic control: DEFAULTS. The parameter searches (cem, cma, reps) keep
+# Table 1 settings. Classic control: DEFAULTS. The parameter searches (cem, cma) keep
 # observations raw.
 FAMILY_DEFAULTS = {
     "mujoco": {"batch": 4096, "delta": 0.02, "gamma": 0.995, "normalize_obs": True},
@@ -240,9 +240,10 @@ def make_config(given, out, resume, note=print):
   else:
     saved = dict(DEFAULTS, **rundir.load_checkpoint(out)[0])
     saved["hidden"], saved["wrappers"] = tuple(saved["hidden"]), tuple(saved["wrappers"])
-    named = json.loads(rundir.config_json(dict(saved, **given)))   # factories by name
+    # Compared as the checkpoint writes them: a factory or wrapper by its name.
+    now, before = (json.loads(rundir.config_json(c)) for c in (dict(saved, **given), saved))
     for k in FIXED_ON_RESUME:
-      if k in given and named[k] != json.loads(rundir.config_json(saved))[k]:
+      if k in given and now[k] != before[k]:
         raise ValueError(f"{k} cannot change on resume (the run in {out} has {k} "
                          f"{saved[k]!r}, given {given[k]!r}); start a new run instead")
     changed = {k: v for k, v in given.items() if k not in ("steps",) + FIXED_ON_RESUME
