@@ -1,6 +1,7 @@
 """Table 1 of the paper at this machine's scale: one Atari game, single path and vine TRPO.
 
   python bench/table1.py --game Pong [--steps 2000000] [--methods single_path vine] [--jobs 1]
+                        [--summarize-only] [--figure]
 
 The paper's protocol (Section 8.2, Table 3): Mnih et al. (2013) preprocessing (envs.py), the CNN
 of Figure 3 (policies.atari_cnn), δ = 0.01, γ = 0.99; vine with q = uniform over the actions.
@@ -139,6 +140,42 @@ def _blocks(path):
 
 
 
+def figure(path, window=100_000):
+  """The paper's Figure 5 at this machine's scale: one panel per game, each method's training
+  return (the episodes ending in each window of steps, weighted by their count) against
+  simulator steps, from the committed curves results/table1/GAME-METHOD.csv; random play and
+  the paper's final scores as horizontal lines. Needs matplotlib (`[plots]`)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+  for ax, game in zip(axes.flat, sorted(PAPER)):
+    random, *paper = PAPER[game]
+    for m, color in zip(FLAGS, ("C0", "C1")):
+      curve = _curve(_run_dir(f"ALE/{game}-v5", m),
+                     os.path.join(ROOT, "results", "table1", f"{game}-{m}.csv"))
+      if curve:
+        ends = range(window, curve[-1][0] + window, window)
+        points = [(e, _episode_mean(curve, e - window + 1, e)) for e in ends]
+        xs, ys = zip(*[(e, y) for e, y in points if y is not None]) if any(
+            y is not None for _, y in points) else ((), ())
+        ax.plot(xs, ys, color=color, lw=2, label=f"{m.replace('_', ' ')} (here)")
+      ax.axhline(paper[list(FLAGS).index(m)], color=color, ls="--", lw=1,
+                 label=f"{m.replace('_', ' ')} (paper, 50M/200M steps)")
+    ax.axhline(random, color="gray", ls=":", lw=1, label="random play")
+    ax.set(title=game, xlabel="simulator steps")
+    ax.grid(alpha=0.3)
+  axes.flat[-1].axis("off")
+  legend = {}
+  for ax in axes.flat:
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+      legend.setdefault(label, handle)
+  axes.flat[-1].legend(legend.values(), legend.keys(), loc="center", fontsize=11)
+  fig.suptitle(f"Table 1 games: mean training return per {window:,} steps")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--game", required=True, choices=sorted(PAPER))
@@ -147,6 +184,8 @@ def main():
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--jobs", type=int, default=1)
   ap.add_argument("--summarize-only", action="store_true")
+  ap.add_argument("--figure", action="store_true",
+                  help="also draw results/figure5.png from every game's committed curves")
   args = ap.parse_args()
   env = f"ALE/{args.game}-v5"
   runs = {m: _run_dir(env, m) for m in args.methods}
@@ -190,6 +229,8 @@ def main():
     f.write(text + "\n")
   os.replace(path + ".tmp", path)
   print(text)
+  if args.figure:
+    figure(os.path.join(ROOT, "results", "figure5.png"))
 
 
 if __name__ == "__main__":
