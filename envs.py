@@ -292,9 +292,10 @@ def _simulator_state(base):
 
 
 def _copyable_attributes(layer):
-  # Simulator handles are saved by _simulator_state; renderers hold no dynamics.
+  # Simulator handles are saved by _simulator_state; renderers hold no dynamics; "reset" and
+  # "step" are the methods `fire_after_reset` puts on its wrapper (code, not state).
   skip = {"env", "ale", "model", "data", "renderer", "mujoco_renderer", "viewer", "screen",
-          "clock", "_env"}
+          "clock", "_env", "reset", "step"}
   return {k: copy.deepcopy(v) for k, v in vars(layer).items() if k not in skip}
 
 

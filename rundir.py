@@ -292,7 +292,7 @@ def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None, callback=
     # The rate for the ETA leaves out this session's first iteration, which compiles.
     start = start or (state["steps"], state["seconds"])
     rate = (state["steps"] - start[0]) / max(state["seconds"] - start[1], 1e-9)
-    log(format_record(history[-1], (cfg["steps"] - state["steps"]) / rate if rate else None))
+    log(format_record(history[-1], max(0, cfg["steps"] - state["steps"]) / rate if rate else None))
     if callback is not None and callback(history[-1]):
       break
   return state, history

@@ -4,6 +4,7 @@ simulator, closed forms) and by training small runs."""
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -188,6 +189,7 @@ def test_fire_reset_serves_the_ball_and_is_restored_with_the_emulator():
   for _ in range(30):
     env.step(env.action_space.sample())
   snapshot = envs.get_state(env)
+  pickle.dumps(snapshot)   # vine sends snapshots to its worker processes
   actions = [0] * 150   # NOOP: lives are lost and the ball re-served inside this stretch
 
   def replay():
