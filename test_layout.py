@@ -152,6 +152,8 @@ README_PHRASES = [
     ("(4.83 before this change", "train_speed.txt"),
     ("`trpo.step` is **2.52×** faster", "atari_step.txt"),
     ("(gradient 1.42×", "atari_step.txt"),
+    ("2 processes train 1.20–1.57 times as fast", "scale.txt"),
+    ("on two cores, 0.91–1.20 times", "scale.txt"),
 ]
 _NUMBER = re.compile(r"[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|[-−]?\d+(?:\.\d+)?")
 
