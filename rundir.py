@@ -189,6 +189,12 @@ def restore_state(state, data, cfg):
                        f"{cfg['linear_policy']}) builds {size}")
   key = state["key"]
   stats = state["stats"]
+  for k in () if stats is None else ("mean", "var"):
+    saved = np.shape(data[f"stats_{k}"]) if f"stats_{k}" in data else None
+    if saved != np.shape(stats[k]):
+      raise ValueError(f"the checkpoint's observation statistics are for observations of shape "
+                       f"{saved}, but env {cfg['env']} gives {np.shape(stats[k])} (Atari runs "
+                       "saved with 84×84 frames cannot be loaded since frames are 42×42)")
   return dict(
       state, params=ravel_pytree(state["params"])[1](jnp.asarray(data["policy"])),
       vparams=ravel_pytree(state["vparams"])[1](jnp.asarray(data["value"])),

@@ -125,6 +125,14 @@ def test_damaged_checkpoints_give_one_line(saved_run, tmp_path, capsys):
   np.savez(run / "checkpoint.npz", **dict(entries, config=np.array(json.dumps(cfg))))
   _one_line_error(*_cli(capsys, "--eval", run)[::2], "policy has (4610,) parameters",
                   "env CartPole-v1, hidden [8]")
+  run = tmp_path / "stats-shape"   # statistics of other observations (84×84 Atari frames)
+  run.mkdir()
+  cfg = dict(json.loads(str(entries["config"])), normalize_obs=True)
+  np.savez(run / "checkpoint.npz", **dict(entries, config=np.array(json.dumps(cfg)),
+                                          stats_mean=np.zeros(6), stats_var=np.ones(6),
+                                          stats_count=np.float64(5.0)))
+  _one_line_error(*_cli(capsys, "--eval", run)[::2], "observations of shape (6,)",
+                  "CartPole-v1 gives (4,)")
 
 
 def test_a_checkpoint_from_before_an_option_existed_resumes(saved_run, tmp_path, capsys):
