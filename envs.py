@@ -92,9 +92,9 @@ def atari_wrappers(screen_size=42, fire_reset=False):
   `AtariPreprocessing`: up to 30 no-op actions at reset, frame skip 4 (max-pooled over the last
   two frames), grayscale, resized by area to screen_size × screen_size; `FrameStackObservation`:
   the last 4 frames, giving uint8 observations [4, screen_size, screen_size]. Mnih et al. resize
-  to 84×84; our policy network averages that 2×2 (`policies.atari_cnn`), and an area resize to
-  42×42 is the same average up to rounding (within one grey level, `test_train.py`), done once
-  per frame here instead of in every network call, on a quarter of the data. With `fire_reset`,
+  to 84×84; our policy network (`policies.atari_cnn`) takes that frame averaged 2×2, and an area
+  resize to 42×42 is the same average up to rounding (within one grey level, `test_train.py`),
+  done once per frame here rather than in every network call. With `fire_reset`,
   `fire_after_reset` goes between the two (not in the paper's protocol).
   """
   return [lambda e: gym.wrappers.AtariPreprocessing(e, noop_max=30, frame_skip=4,
