@@ -154,6 +154,11 @@ README_PHRASES = [
     ("`trpo.step` is **2.52×** faster", "atari_step.txt"),
     ("(gradient 1.42×", "atari_step.txt"),
     ("2 processes train 1.20–1.57 times as fast", "scale.txt"),
+    ("ran single path at 218 (Pong)", "table1-Pong-2M.txt"),
+    ("and vine at 1,471", "table1-Pong-2M.txt"),
+    ("(18,432 steps in\n  17.4 s", "train_speed.txt"),
+    ("averaged 623 steps/s", "table1-Pong.txt"),
+    ("puts 50M at 22 hours", "table1-Pong.txt"),
     ("on two cores, 0.91–1.20 times", "scale.txt"),
 ]
 _NUMBER = re.compile(r"[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|[-−]?\d+(?:\.\d+)?")
