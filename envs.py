@@ -292,11 +292,13 @@ def _simulator_state(base):
 
 
 def _copyable_attributes(layer):
-  # Simulator handles are saved by _simulator_state; renderers hold no dynamics; "reset" and
-  # "step" are the methods `fire_after_reset` puts on its wrapper (code, not state).
+  # Simulator handles are saved by _simulator_state; renderers hold no dynamics; functions
+  # (a wrapper's transform, the methods `fire_after_reset` puts on its wrapper) are code, not
+  # state, and a snapshot must pickle for vine's worker processes.
   skip = {"env", "ale", "model", "data", "renderer", "mujoco_renderer", "viewer", "screen",
-          "clock", "_env", "reset", "step"}
-  return {k: copy.deepcopy(v) for k, v in vars(layer).items() if k not in skip}
+          "clock", "_env"}
+  return {k: copy.deepcopy(v) for k, v in vars(layer).items()
+          if k not in skip and not callable(v)}
 
 
 def get_state(env):
