@@ -127,6 +127,9 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
   # All of the rollout's policy noise in one call: no per-step random-key dispatch.
   noise = rollout_noise(policy, params, obs, key, T)
   policy_act = actor(policy)
+  # On the device once, not at every step's call: numpy float64 statistics (or a process's
+  # numpy parameters) were converted and copied in each call, 0.13 s of Pong's 256 steps.
+  params, stats = jax.device_put((params, stats))
   for t in range(T):
     buf["obs"][t] = obs
     noise_t = jax.tree_util.tree_map(lambda x: x[t], noise)
@@ -248,7 +251,7 @@ def _lockstep(copies, snapshots, first_actions, policy, params, stats, noise, ho
   n, size = len(snapshots), len(copies)
   space, obs, discount = copies[0].action_space, [None] * n, gamma
   total, running, steps = np.zeros(n), np.ones(n, bool), n
-  policy_act = actor(policy)
+  policy_act, (params, stats) = actor(policy), jax.device_put((params, stats))
   for b in range(n):
     envs_lib.set_state(copies[b], snapshots[b])
     obs[b], r, term, trunc, _ = copies[b].step(envs_lib.env_action(space, first_actions[b]))
@@ -360,6 +363,7 @@ def vine_trunk(env, trunk, policy, params, stats, keys, trunk_steps, n_states):
                                             replace=False)).tolist())
   snapshots, states, episodes = [], [], []
   ret, length, policy_act = trunk["ret"], trunk["len"], actor(policy)
+  params, stats = jax.device_put((params, stats))        # once, as in `single_path`
   for t in range(trunk_steps):
     if t in picks:
       snapshots.append(envs_lib.get_state(env))

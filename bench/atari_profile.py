@@ -1,0 +1,80 @@
+"""Where a training iteration's time goes, phase by phase, measured in one run.
+
+Trains with `train.train` (the given env's defaults) for --steps, with a timer around each phase
+of `train.single_path_iteration` (each waits for its result): sampling (`sampling.single_path`;
+of it, the policy's calls), advantages, the policy batch (normalisation), `trpo.step`, the value
+refit and the observation statistics. The first iteration (compilation) is left out. Then steps
+the same vector environment with random actions for as many steps. Prints seconds per
+iteration for each phase and, last, `train/env-only: X` as `bench/train_speed.py` does.
+
+  python bench/atari_profile.py [--env ALE/Pong-v5] [--steps 22528] [--batch 2048] [--num-envs 8]
+"""
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+import jax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import envs  # noqa: E402
+import sampling  # noqa: E402
+import train  # noqa: E402
+import trpo  # noqa: E402
+import value  # noqa: E402
+
+PHASES = [(sampling, "single_path"), (sampling, "advantages"), (sampling, "policy_batch"),
+          (trpo, "step"), (value, "refit"), (sampling, "obs_stats_update")]
+
+
+def timed(seconds, name, fn):
+  """fn, adding the wall time of each call (until its result is ready) to seconds[name]."""
+  def call(*args, **kwargs):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args, **kwargs))
+    seconds[name] += time.perf_counter() - start
+    return out
+  return call
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--env", default="ALE/Pong-v5")
+  ap.add_argument("--steps", type=int, default=22528)
+  ap.add_argument("--batch", type=int, default=2048)
+  ap.add_argument("--num-envs", type=int, default=8)
+  args = ap.parse_args()
+  seconds = collections.defaultdict(float)
+  for module, name in PHASES:
+    setattr(module, name, timed(seconds, name, getattr(module, name)))
+  actor = sampling.actor
+  sampling.actor = lambda policy: timed(seconds, "policy calls", actor(policy))
+  iterations = []
+
+  def callback(*_):
+    iterations.append(time.perf_counter())
+    if len(iterations) == 1:            # compiled: count from here
+      seconds.clear()
+  train.train(args.env, steps=args.steps, batch=args.batch, num_envs=args.num_envs,
+              out=os.path.join("runs", "atari_profile"), overwrite=True, log=lambda *_: None,
+              callback=callback)
+  n, wall = len(iterations) - 1, iterations[-1] - iterations[0]
+  venv, _ = envs.make(args.env, args.num_envs, seed=0)
+  start = time.perf_counter()
+  for _ in range(n * args.batch // args.num_envs):
+    venv.step(venv.action_space.sample())
+  env_only = time.perf_counter() - start
+  venv.close()
+  print(f"# {args.env}, {args.num_envs} envs, batch {args.batch}: seconds per iteration over "
+        f"{n} iterations after the first")
+  for name in ["single_path", "policy calls"] + [p for _, p in PHASES[1:]]:
+    print(f"{name}: {seconds[name] / n:.3f}")
+  print(f"the rest: {(wall - sum(v for k, v in seconds.items() if k != 'policy calls')) / n:.3f}")
+  print(f"iteration: {wall / n:.3f}; random actions: {env_only / n:.3f}")
+  print(f"train/env-only: {wall / env_only:.2f}")
+
+
+if __name__ == "__main__":
+  main()
