@@ -162,6 +162,11 @@ README_PHRASES = [
     ("score **17.8** over the last 10%", "table1-Pong.txt"),
     ("(first 10%:\n−3.2", "table1-Pong.txt"),
     ("on two cores, 0.91–1.20 times", "scale.txt"),
+    ("score **742.7** over the last\n10% (first 10%: 486.1", "table1-BeamRider.txt"),
+    ("sampling 0.660 s (of which the\npolicy's calls 0.089 s), `trpo.step` 0.590 s, the value fit 0.121 s",
+     "atari_profile.txt"),
+    ("against 0.493 s for the same steps", "atari_profile.txt"),
+    ("train/env-only\n3.01 in that run", "atari_profile.txt"),
 ]
 _NUMBER = re.compile(r"[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|[-−]?\d+(?:\.\d+)?")
 
