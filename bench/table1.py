@@ -220,7 +220,8 @@ def run_game(game, args):
       _copy_run(_run_dir(env, m), _kept(env, m))
     if curve:
       lines.append(_score(curve, m))
-    elif m in previous:   # a run whose log is gone: its line as the last summary wrote it
+    elif m in previous and "not run" not in previous[m]:
+      # a run whose log is gone: its line as the last summary wrote it
       note = " [run log lost; line kept from the earlier summary]"
       lines.append(previous[m] if note in previous[m] else previous[m] + note)
     else:
