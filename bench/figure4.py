@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from learning import ROOT, read_log as _log, run_commands  # noqa: E402
+from learning import ROOT, copy_run, read_log as _read_log, run_commands  # noqa: E402
 
 sys.path.insert(0, ROOT)
 import plot  # noqa: E402  (the paper's method names)
@@ -54,17 +54,53 @@ TASKS = {
     "walker": {"env": "Walker2d-v5", "steps": 300_000, "seeds": 3,
                "flags": ["--hidden", "50,50", "--batch", "4096", "--gamma", "0.995"],
                "methods": tuple(m for m in METHODS if m != "max_kl")},
+    # Swimmer at Table 2's own sizes: γ 0.99, 30 hidden units, 200 iterations of 50K steps
+    # (50 paths of 1,000) single path with the paper's discounted returns (Section 5.1); vine
+    # with 16 trunk rollouts of 1,000 steps and 500 Q-values (125 states x 4 actions) from
+    # 50-step branches. Every method gets 10M steps, single path's 200 iterations. Longer than a
+    # session: each run's checkpoint and log are kept in results/figure4-table2/ (committed).
+    "swimmer_table2": {"env": "Swimmer-v5", "steps": 10_000_000, "seeds": 5,
+                       "flags": ["--hidden", "30", "--batch", "50000", "--estimator", "mc"],
+                       "method_flags": {"vine": ["--batch", "16000", "--vine-states", "125",
+                                                 "--vine-actions", "4", "--vine-horizon", "50"]},
+                       "methods": tuple(m for m in METHODS if m != "max_kl"),
+                       "ng_first": (4, 7), "results": "figure4-table2"},
 }
+for _t in TASKS.values():
+  _t.setdefault("results", "figure4")   # the stem of the task's results/ files
+  _t.setdefault("method_flags", {})
 # What train.py's MuJoCo family defaults would change, pinned to the values these runs had:
 # δ = 0.01 (the paper's), γ = 0.99 unless the task sets it, raw observations.
 PINNED = ["--delta", "0.01", "--gamma", "0.99", "--no-normalize-obs"]
 NG_STEPS = tuple(round(0.01 * 3**k, 6) for k in range(-2, 8))   # 0.0011 ... 21.87: factors of 3
-NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 (see _ng_sweep)
+NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 (see _ng_sweep);
+# swimmer_table2 starts at 0.09 ... 0.81, around the best step of the smaller Swimmer runs
 TAIL = 0.1                                        # "final return": the last 10% of the steps
 
 
 def _run_dir(task, method, seed, tag=""):
   return os.path.join(ROOT, "runs", "figure4", task, f"{method}{tag}-seed{seed}")
+
+
+def _kept(run_dir):
+  """results/STEM/TASK/RUN: the committed copy of a swimmer_table2 run's checkpoint and log
+  (None for the other tasks, which fit in a session)."""
+  task = os.path.basename(os.path.dirname(run_dir))
+  if TASKS[task]["results"] == "figure4":
+    return None
+  return os.path.join(ROOT, "results", TASKS[task]["results"], task, os.path.basename(run_dir))
+
+
+def _log(run_dir):
+  """The run's log: from runs/, else from its committed copy."""
+  kept = _kept(run_dir)
+  return _read_log(run_dir) or (_read_log(kept) if kept else [])
+
+
+def _keep(run_dir):
+  """Refreshes the committed copy of a run (called as each run ends, and by the summary)."""
+  if _kept(run_dir) and os.path.exists(os.path.join(run_dir, "log.jsonl")):
+    copy_run(run_dir, _kept(run_dir))
 
 
 
@@ -74,11 +110,20 @@ def _done(run_dir, steps):
 
 
 def _command(task, method, seed, run_dir, extra=()):
+  """(label, argv, run_dir) of a run: a new one, or `train.py --resume` where a checkpoint is
+  (in runs/, or copied there from the run's committed copy when runs/ is gone)."""
   t = TASKS[task]
-  return (f"{task} {method} seed {seed}",
+  kept, label = _kept(run_dir), f"{task} {method} seed {seed} {' '.join(extra)}".strip()
+  if kept and not os.path.exists(run_dir) and os.path.exists(kept):
+    copy_run(kept, run_dir)
+  if os.path.exists(os.path.join(run_dir, "checkpoint.npz")):
+    return (label, [sys.executable, os.path.join(ROOT, "train.py"), "--resume", run_dir,
+                    "--steps", str(t["steps"])], run_dir)
+  return (label,
           [sys.executable, os.path.join(ROOT, "train.py"), "--env", t["env"], "--method",
-           method, "--seed", str(seed), "--steps", str(t["steps"]), "--out", run_dir]
-          + PINNED + t["flags"] + list(extra), run_dir)
+           method, "--seed", str(seed), "--steps", str(t["steps"]), "--out", run_dir,
+           "--overwrite"] + PINNED + t["flags"] + t["method_flags"].get(method, []) + list(extra),
+          run_dir)
 
 
 def _final(run_dir, steps):
@@ -100,12 +145,12 @@ def _ng_sweep(task, jobs):
   """The natural-gradient step sweep on seed 0: NG_STEPS[NG_FIRST], then the neighbours (a
   factor of 3 either side) of the best so far until both have been run, so that the best is a
   local maximum over the factors of three (or at the end of NG_STEPS)."""
-  lo, hi = NG_FIRST
+  lo, hi = TASKS[task].get("ng_first", NG_FIRST)
   while True:
     cmds = [_command(task, "natural_gradient", 0,
                      _run_dir(task, "natural_gradient", 0, f"-step{s}"), ["--step-size", str(s)])
             for s in NG_STEPS[lo:hi]]
-    run_commands([c for c in cmds if not _done(c[2], TASKS[task]["steps"])], jobs)
+    run_commands([c for c in cmds if not _done(c[2], TASKS[task]["steps"])], jobs, _keep)
     best, finals = _best_ng_step(task)
     i = NG_STEPS.index(best)
     nlo, nhi = max(0, i - 1), min(len(NG_STEPS), i + 2)
@@ -115,22 +160,28 @@ def _ng_sweep(task, jobs):
 
 
 def run_task(task, jobs):
+  """Seed 0 of every method but natural gradient, then its step sweep on seed 0, then the other
+  seeds, seed by seed: a panel cut short still compares the methods."""
   t = TASKS[task]
+
+  def todo(seeds, best=None):
+    out = []
+    for seed in seeds:
+      for method in t["methods"]:
+        if method == "natural_gradient" and best is None:
+          continue
+        extra = ["--step-size", str(best)] if method == "natural_gradient" else []
+        run_dir = _run_dir(task, method, seed, f"-step{best}" if extra else "")
+        if not _done(run_dir, t["steps"]):
+          out.append(_command(task, method, seed, run_dir, extra))
+    return out
+
+  run_commands(todo([0]), jobs, _keep)
   best = _ng_sweep(task, jobs)
-  todo = []
-  for method in t["methods"]:
-    for seed in range(t["seeds"]):
-      if method == "natural_gradient":
-        extra = ["--step-size", str(best)]
-        run_dir = _run_dir(task, method, seed, f"-step{best}")
-      else:
-        extra, run_dir = [], _run_dir(task, method, seed)
-      if not _done(run_dir, t["steps"]):
-        todo.append(_command(task, method, seed, run_dir, extra))
-  run_commands(todo, jobs)
+  run_commands(todo(range(t["seeds"]), best), jobs, _keep)
 
 
-def _method_dirs(task, method):
+def _method_dirs(task, method, finished=True):
   t = TASKS[task]
   tag = ""
   if method == "natural_gradient":
@@ -138,35 +189,65 @@ def _method_dirs(task, method):
     if best is None:
       return []
     tag = f"-step{best}"
-  # Only finished runs: an interrupted run is redone from the start by the next invocation.
+  # Finished runs (or every run with a log); an interrupted run is carried on from its
+  # checkpoint by the next invocation.
   return [d for d in (_run_dir(task, method, s, tag) for s in range(t["seeds"]))
-          if _done(d, t["steps"])]
+          if (_done(d, t["steps"]) if finished else _log(d))]
 
 
 def summarize(tasks, wall):
+  """Writes the results files of each stem (figure4, figure4-table2) the tasks belong to."""
+  for stem in dict.fromkeys(TASKS[t]["results"] for t in tasks):
+    _summarize(stem, [t for t in tasks if TASKS[t]["results"] == stem], wall)
+
+
+def _previous(path, split):
+  """The previous results file at path, as split(text) ([] if there is none)."""
+  if not os.path.exists(path):
+    return []
+  with open(path, newline="") as f:
+    return split(f)
+
+
+def _summarize(stem, tasks, wall):
+  """results/STEM.csv and .txt and .png. A task this invocation did not summarise, or whose runs
+  are all gone (runs/ is not committed), keeps its rows and its block from the previous files."""
   os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
-  lines = ["$ python bench/figure4.py --tasks " + " ".join(tasks),
+  csv_path, txt_path = (os.path.join(ROOT, "results", f"{stem}.{e}") for e in ("csv", "txt"))
+  old_rows = _previous(csv_path, lambda f: list(csv.DictReader(f)))
+  old_blocks = {b.split(":")[0]: b for b in _previous(txt_path, lambda f: f.read().split("\n\n"))}
+  stem_tasks = [t for t in TASKS if TASKS[t]["results"] == stem]
+  for task in tasks:   # refresh the committed copies, unfinished runs included
+    runs = os.path.join(ROOT, "runs", "figure4", task)
+    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+      _keep(os.path.join(runs, name))
+  with open(csv_path + ".tmp", "w", newline="") as f:
+    w = csv.writer(f)
+    fields = ["task", "method", "seed", "steps", "mean_return"]
+    w.writerow(fields)
+    for task in stem_tasks:
+      rows = [[task, method, d.rsplit("seed", 1)[1], r["steps"], r["mean_return"]]
+              for method in TASKS[task]["methods"]
+              for d in _method_dirs(task, method, finished=False) for r in _log(d)]
+      w.writerows(rows or [[r[k] for k in fields] for r in old_rows if r["task"] == task])
+  os.replace(csv_path + ".tmp", csv_path)
+  lines = ["$ python bench/figure4.py --tasks " + " ".join(stem_tasks),
            f"final return = mean over the last {TAIL:.0%} of each run's steps of the iterations' "
            "mean returns; mean ± std over seeds (runs complete / planned)"]
-  with open(os.path.join(ROOT, "results", "figure4.csv"), "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(["task", "method", "seed", "steps", "mean_return"])
-    for task in TASKS:
-      for method in TASKS[task]["methods"]:
-        for d in _method_dirs(task, method):
-          seed = d.rsplit("seed", 1)[1]
-          for r in _log(d):
-            w.writerow([task, method, seed, r["steps"], r["mean_return"]])
-  for task in tasks:
+  for task in stem_tasks:
     t = TASKS[task]
+    if task not in tasks or not any(_method_dirs(task, m, False) for m in t["methods"]):
+      if task in old_blocks:
+        lines.append("\n" + old_blocks[task].strip("\n"))
+      continue
     best, finals = _best_ng_step(task)
     lines.append(f"\n{task}: {t['env']}, {t['steps']:,} steps per run, {t['seeds']} seeds, "
-                 f"flags: {' '.join(PINNED + t['flags'])}")
+                 f"flags: {' '.join(PINNED + t['flags'])}"
+                 + "".join(f"; {m}: {' '.join(f)}" for m, f in t["method_flags"].items()))
     lines.append("  natural gradient sweep (seed 0), final return by step size: "
                  + ", ".join(f"{s}: {v:.1f}" for s, v in finals.items()) + f"; best {best}")
     for method in t["methods"]:
-      dirs = _method_dirs(task, method)
-      done = [d for d in dirs if _done(d, t["steps"])]
+      done = _method_dirs(task, method)
       fin = [_final(d, t["steps"]) for d in done]
       secs = [_log(d)[-1]["seconds"] for d in done]
       text = (f"{np.mean(fin):9.1f} ± {np.std(fin):7.1f}" if fin else "        -          ")
@@ -175,24 +256,26 @@ def summarize(tasks, wall):
   if wall is not None:
     lines.append(f"\nwall time of this invocation: {wall / 60:.1f} min on 2 cores")
   text = "\n".join(lines)
-  with open(os.path.join(ROOT, "results", "figure4.txt"), "w") as f:
+  with open(txt_path + ".tmp", "w") as f:
     f.write(text + "\n")
+  os.replace(txt_path + ".tmp", txt_path)
   print(text)
-  _plot(tasks)
+  _plot(stem)
 
 
-def _plot(tasks):
-  """results/figure4.png from results/figure4.csv: per task, the mean over seeds of each
-  method's curve with a band of ± one standard deviation, in the paper's names."""
+def _plot(stem):
+  """results/STEM.png from results/STEM.csv: per task with rows there, the mean over seeds of
+  each method's curve with a band of ± one standard deviation, in the paper's names."""
   try:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
   except ImportError:
-    print("matplotlib is not installed (pip install -e '.[plots]'): results/figure4.png skipped")
+    print(f"matplotlib is not installed (pip install -e '.[plots]'): results/{stem}.png skipped")
     return
-  with open(os.path.join(ROOT, "results", "figure4.csv")) as f:
+  with open(os.path.join(ROOT, "results", f"{stem}.csv")) as f:
     rows = list(csv.DictReader(f))
+  tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
   fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.6), squeeze=False)
   colors = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(METHODS)}   # one per method
   handles = {}
@@ -220,8 +303,8 @@ def _plot(tasks):
   fig.legend(list(handles.values()), [plot.NAMES[m] for m in handles], loc="lower center",
              ncol=len(handles), fontsize=11, frameon=False)
   fig.tight_layout(rect=(0, 0.08, 1, 1))
-  fig.savefig(os.path.join(ROOT, "results", "figure4.png"), dpi=110)
-  print("wrote results/figure4.png")
+  fig.savefig(os.path.join(ROOT, "results", f"{stem}.png"), dpi=110)
+  print(f"wrote results/{stem}.png")
 
 
 def main():
@@ -233,7 +316,9 @@ def main():
                   help="only redraw results/figure4.png from results/figure4.csv")
   args = ap.parse_args()
   if args.redraw:
-    return _plot(args.tasks)
+    for stem in dict.fromkeys(TASKS[t]["results"] for t in args.tasks):
+      _plot(stem)
+    return
   t0 = time.time()
   if not args.plot_only:
     for task in args.tasks:

@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -30,24 +31,39 @@ def read_log(run_dir):
     return [json.loads(l) for l in f if l.strip()]
 
 
-def run_commands(runs, jobs):
+def copy_run(src, dst):
+  """Copies checkpoint.npz, then log.jsonl, from run directory src to dst, each file written
+  under a temporary name and renamed. In that order the log copy is never behind the
+  checkpoint copy, and `train.py --resume` cuts a log that is ahead back to the checkpoint."""
+  os.makedirs(dst, exist_ok=True)
+  for name in ("checkpoint.npz", "log.jsonl"):
+    if os.path.exists(os.path.join(src, name)):
+      shutil.copyfile(os.path.join(src, name), os.path.join(dst, name + ".copy"))
+      os.replace(os.path.join(dst, name + ".copy"), os.path.join(dst, name))
+
+
+def run_commands(runs, jobs, after=None):
   """Runs (label, argv, run_dir) commands, at most `jobs` at a time, each with its output
-  appended to run_dir/stdout.txt; prints one line when each starts and ends."""
+  appended to run_dir/stdout.txt; prints one line when each starts and ends, and calls
+  after(run_dir), if given, when each ends."""
   pending, active = list(runs), []
   while pending or active:
     while pending and len(active) < jobs:
       label, cmd, run_dir = pending.pop(0)
       os.makedirs(run_dir, exist_ok=True)
       log = open(os.path.join(run_dir, "stdout.txt"), "a")
-      active.append((label, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+      active.append((label, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log,
+                     run_dir))
       print(f"started {label}: {' '.join(cmd[1:])}", flush=True)
     # Wait for whichever finishes first.
-    while all(proc.poll() is None for _, proc, _ in active):
+    while all(a[1].poll() is None for a in active):
       time.sleep(0.5)
     done = next(a for a in active if a[1].poll() is not None)
     active.remove(done)
     done[2].close()
     print(f"{done[0]} finished with exit status {done[1].returncode}", flush=True)
+    if after is not None:
+      after(done[3])
 
 
 def main():

@@ -35,11 +35,10 @@ import argparse
 import csv
 import math
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from learning import ROOT, read_log as _log, run_commands  # noqa: E402
+from learning import ROOT, copy_run, read_log as _log, run_commands  # noqa: E402
 
 # Table 1 of the paper (ICML text): random play, single path, vine.
 PAPER = {"BeamRider": (354, 1425.2, 859.5), "Breakout": (1.2, 10.8, 34.2),
@@ -98,17 +97,6 @@ def _curve(run_dir, csv_path):
 def _kept(env, method):
   """results/table1/resume/GAME-METHOD: a committed copy of a run's checkpoint and log."""
   return os.path.join(ROOT, "results", "table1", "resume", f"{env[4:-3]}-{method}")
-
-
-def _copy_run(src, dst):
-  """Copies checkpoint.npz, then log.jsonl, from run directory src to dst, each file written
-  under a temporary name and renamed. In that order the log copy is never behind the
-  checkpoint copy, and `train.py --resume` cuts a log that is ahead back to the checkpoint."""
-  os.makedirs(dst, exist_ok=True)
-  for name in ("checkpoint.npz", "log.jsonl"):
-    if os.path.exists(os.path.join(src, name)):
-      shutil.copyfile(os.path.join(src, name), os.path.join(dst, name + ".copy"))
-      os.replace(os.path.join(dst, name + ".copy"), os.path.join(dst, name))
 
 
 def _episode_mean(curve, lo, hi):
@@ -194,7 +182,7 @@ def run_game(game, args):
     todo = []
     for m in args.methods:
       if not os.path.exists(runs[m]) and os.path.exists(_kept(env, m)):
-        _copy_run(_kept(env, m), runs[m])   # runs/ is gone (a new machine): carry on the copy
+        copy_run(_kept(env, m), runs[m])   # runs/ is gone (a new machine): carry on the copy
       log = _log(runs[m])
       if log and log[-1]["steps"] >= args.steps:
         continue
@@ -217,7 +205,7 @@ def run_game(game, args):
     command = " ".join(["python"] + _command(env, args.seed, args.steps, m)[1:])
     lines.append(f"  {m}: $ {command.replace(ROOT + '/', '')}")
     if os.path.exists(os.path.join(_run_dir(env, m), "checkpoint.npz")):
-      _copy_run(_run_dir(env, m), _kept(env, m))
+      copy_run(_run_dir(env, m), _kept(env, m))
     if curve:
       lines.append(_score(curve, m))
     elif m in previous and "not run" not in previous[m]:
