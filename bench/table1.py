@@ -145,6 +145,7 @@ def figure(path, window=100_000):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+  xmax = window
   for ax, game in zip(axes.flat, sorted(PAPER)):
     random, *paper = PAPER[game]
     for m, color in zip(FLAGS, ("C0", "C1", "C2")):
@@ -152,6 +153,7 @@ def figure(path, window=100_000):
                      os.path.join(ROOT, "results", "table1", f"{game}-{m}.csv"))
       if curve:
         ends = range(window, curve[-1][0] + window, window)
+        xmax = max(xmax, ends[-1])
         points = [(e, _episode_mean(curve, e - window + 1, e)) for e in ends]
         xs, ys = zip(*[(e, y) for e, y in points if y is not None]) if any(
             y is not None for _, y in points) else ((), ())
@@ -162,6 +164,8 @@ def figure(path, window=100_000):
     ax.axhline(random, color="gray", ls=":", lw=1, label="random play")
     ax.set(title=game, xlabel="simulator steps")
     ax.grid(alpha=0.3)
+  for ax in axes.flat[:-1]:
+    ax.set_xlim(0, xmax)   # one scale of steps in every panel
   axes.flat[-1].axis("off")
   legend = {}
   for ax in axes.flat:
