@@ -195,9 +195,12 @@ def test_atari_cnn_parameter_count():
 
 
 @pytest.mark.parametrize("kernel, stride, shape", [((4, 4), (2, 2), (3, 11, 12, 4)),
-                                                   ((3, 2), (1, 3), (2, 7, 9, 5))])
+                                                   ((3, 2), (1, 3), (2, 7, 9, 5)),
+                                                   ((4, 4), (2, 2), (policies.CONV_CHUNK + 5,
+                                                                     11, 12, 4))])
 def test_conv_equals_lax_conv_and_its_derivatives(kernel, stride, shape):
-  # policies.conv against XLA's own convolution: outputs, and gradients in W, b and x.
+  # policies.conv against XLA's own convolution: outputs, and gradients in W, b and x (the last
+  # case spans two chunks of the weight tangent, the second padded).
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   init, apply = policies.conv(6, kernel, stride)
   ref_init, ref_apply = stax.Conv(6, kernel, stride)
