@@ -293,7 +293,7 @@ def _plot(stem):
   handles = {}
   for ax, task in zip(axes[0], tasks):
     t = TASKS[task]
-    grid = np.linspace(0, t["steps"], 101)[1:]
+    grid, seeds = np.linspace(0, t["steps"], 101)[1:], 0
     for method in t["methods"]:
       runs = {}
       for r in rows:
@@ -301,13 +301,15 @@ def _plot(stem):
           runs.setdefault(r["seed"], []).append((int(r["steps"]), float(r["mean_return"])))
       if not runs:
         continue
-      curves = np.array([np.interp(grid, *zip(*sorted(v)), left=np.nan) for v in runs.values()])
+      curves = np.array([np.interp(grid, *zip(*sorted(v)), left=np.nan, right=np.nan)
+                         for v in runs.values()])   # a run still going ends where it is
+      seeds = max(seeds, len(runs))
       with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # grid points before any return
         mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
       handles[method], = ax.plot(grid, mean, color=colors[method], lw=1.8)
       ax.fill_between(grid, mean - std, mean + std, color=colors[method], alpha=0.12)
-    ax.set_title(f"{t['env']} ({task}), {t['seeds']} seeds", fontsize=11)
+    ax.set_title(f"{t['env']} ({task}), {seeds} of {t['seeds']} seeds", fontsize=11)
     ax.set_xlabel("simulator steps")
     ax.set_ylabel("mean episode return")
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
