@@ -167,6 +167,7 @@ README_PHRASES = [
     ("stopped at 1,134,592 steps to give the\n  cores to the seven games, the score is 4.3 over its last 10% (first 10%: 2.2)",
      "table1-Breakout.txt"),
     ("So far seed 0 of single path and of vine: **38.5** and **63.8**", "figure4-table2.txt"),
+    ("empirical FIM's seed 0 ends at 38.5", "figure4-table2.txt"),
     ("A run took 1640 s (single path) and 2176 s", "figure4-table2.txt"),
     ("with 10% the line search backtracks 6.50 times on average and the accepted step improves the\n  surrogate by 0.0322; with the whole batch, 0.50 times and 0.0574, at 2.54 times",
      "fisher_subsample.txt"),
