@@ -168,6 +168,7 @@ README_PHRASES = [
      "table1-Breakout.txt"),
     ("So far seed 0 of single path and of vine: **38.5** and **63.8**", "figure4-table2.txt"),
     ("empirical FIM's seed 0 ends at 38.5", "figure4-table2.txt"),
+    ("CEM and CMA-ES (seed 0: 357.5 and\n360.7)", "figure4-table2.txt"),
     ("A run took 1640 s (single path) and 2176 s", "figure4-table2.txt"),
     ("with 10% the line search backtracks 6.50 times on average and the accepted step improves the\n  surrogate by 0.0322; with the whole batch, 0.50 times and 0.0574, at 2.54 times",
      "fisher_subsample.txt"),
