@@ -280,11 +280,12 @@ def _conv_dw(x, dw, strides):
   """x ⊛ dw (linear in the weight tangent dw) over chunks of CONV_CHUNK frames of x, each
   chunk's patches rebuilt from x where the product is transposed (`jax.checkpoint`).
 
-  The weight gradient is the patches' transpose times the cotangent. Built for a whole batch,
-  the patch matrix (170–210 MB for 2,048 Atari frames) is written out and read back through
-  memory; a chunk's patches stay in cache. `trpo.step` on 2,048 Pong frames: about 20% faster
-  (`python bench/atari_step.py`, results/atari_step.txt); the result changes only by the order
-  of the sums over frames. The batch is padded with zero frames to a whole number of chunks.
+  The weight gradient (in ∇L and in every Fisher-vector product of Appendix C.1) is the
+  patches' transpose times the cotangent. Built for a whole batch, the patch matrix (2,048 Atari
+  frames × 400 positions × 64 values × 4 bytes ≈ 210 MB in the first layer) is written out and
+  read back through memory; a chunk's patches stay in cache. `trpo.step` on 2,048 Pong frames:
+  about 20% faster (`python bench/atari_step.py`, results/atari_step.txt); the result changes
+  only by the order of the sums over frames. The batch is padded with zero frames to a whole number of chunks.
   """
   n = x.shape[0]
   chunks = jnp.pad(x, ((0, -n % CONV_CHUNK),) + ((0, 0),) * 3)

@@ -94,8 +94,8 @@ def _run_dir(task, method, seed, tag=""):
 
 
 def _kept(run_dir):
-  """results/STEM/TASK/RUN: the committed copy of a swimmer_table2 run's checkpoint and log
-  (None for the other tasks, which fit in a session)."""
+  """results/STEM/TASK/RUN: the committed copy of the checkpoint and log of a run at Table 2's
+  sizes (None for the machine-scale tasks of results/figure4.*, which fit in a session)."""
   task = os.path.basename(os.path.dirname(run_dir))
   if TASKS[task]["results"] == "figure4":
     return None

@@ -8,7 +8,7 @@ model underestimates the KL, and the line search must shrink the step.
 
 Loads a trained run's checkpoint (default: Pong single path after 5M steps, the committed copy
 in results/table1/resume/), samples --batches batches of --batch steps with its policy and
-computes GAE(λ) advantages with its value function, as training does. On each batch it takes
+computes advantages with its estimator and value function, as training does. On each batch it takes
 `trpo.step` with each subsample fraction and prints, per fraction, the mean over the batches of
 the line search's backtracks, the accepted step's surrogate improvement L(θ_new) − L(θ_old) and
 its mean KL, and the median time of the step as a ratio to the 10% step's, measured in this run.
@@ -53,8 +53,9 @@ def main():
   results = {f: [] for f in FRACTIONS}
   for i in range(args.batches):
     roll, obs, _ = sampling.single_path(built["env"], obs, policy, params, stats,
-                                        jax.random.PRNGKey(100 + i), cfg["batch"] // cfg["num_envs"])
-    adv, _ = sampling.advantages(roll, obs, predict, "gae", cfg["gamma"], cfg["lam"])
+                                        jax.random.PRNGKey(100 + i),
+                                        cfg["batch"] // cfg["num_envs"])
+    adv, _ = sampling.advantages(roll, obs, predict, cfg["estimator"], cfg["gamma"], cfg["lam"])
     batch = sampling.policy_batch(roll, adv, stats)
     for f in FRACTIONS:
       _, info = trpo.step(params, batch, policy, jax.random.PRNGKey(i), delta=cfg["delta"],
