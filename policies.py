@@ -273,6 +273,21 @@ def _conv_as_matmul(x, w, strides):
   return (patches @ w.reshape(kh * kw * c, o)).reshape(n, oh, ow, o)
 
 
+def _conv_s2d(x, w, strides):
+  """x ⊛ w (VALID, strides s) as a stride-1 convolution after space-to-depth: x's s×s blocks
+  become channels, [B, H/s, W/s, s·s·C], and w [kh, kw, C, O] becomes [kh/s, kw/s, s·s·C, O].
+  Needs kh, kw divisible by s. Linear in x and in w."""
+  kh, kw, c, o = w.shape
+  (sh, sw), (n, h, wd, _) = strides, x.shape
+  oh, ow = (h - kh) // sh + 1, (wd - kw) // sw + 1
+  x = x[:, :sh * (oh - 1) + kh, :sw * (ow - 1) + kw]          # the rows and columns used
+  hh, ww = x.shape[1] // sh, x.shape[2] // sw
+  x = x.reshape(n, hh, sh, ww, sw, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, hh, ww, -1)
+  w = w.reshape(kh // sh, sh, kw // sw, sw, c, o).transpose(0, 2, 1, 3, 4, 5)
+  return jax.lax.conv_general_dilated(x, w.reshape(kh // sh, kw // sw, -1, o), (1, 1), "VALID",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 CONV_CHUNK = 64   # frames per chunk in `conv_valid`'s weight tangent
 
 
@@ -285,12 +300,14 @@ def _conv_dw(x, dw, strides):
   frames × 400 positions × 64 values × 4 bytes ≈ 210 MB in the first layer) is written out and
   read back through memory; a chunk's patches stay in cache. `trpo.step` on 2,048 Pong frames:
   about 20% faster (`python bench/atari_step.py`, results/atari_step.txt); the result changes
-  only by the order of the sums over frames. The batch is padded with zero frames to a whole number of chunks.
+  only by the order of the sums over frames. The batch is split into ⌈n / CONV_CHUNK⌉ equal
+  chunks, the last padded with zero frames.
   """
   n = x.shape[0]
-  chunks = jnp.pad(x, ((0, -n % CONV_CHUNK),) + ((0, 0),) * 3)
+  size = -(-n // -(-n // CONV_CHUNK))   # frames per chunk: 205 → 4 × 52, not 4 × 64
+  chunks = jnp.pad(x, ((0, -n % size),) + ((0, 0),) * 3)
   body = jax.checkpoint(lambda xc, w: _conv_as_matmul(xc, w, strides))
-  y = jax.lax.map(lambda xc: body(xc, dw), chunks.reshape((-1, CONV_CHUNK) + x.shape[1:]))
+  y = jax.lax.map(lambda xc: body(xc, dw), chunks.reshape((-1, size) + x.shape[1:]))
   return y.reshape((-1,) + y.shape[2:])[:n]
 
 
@@ -300,15 +317,17 @@ def _nonzero(tangent):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def conv_valid(x, w, strides):
-  """The VALID convolution NHWC ⊛ HWIO → NHWC of `lax.conv_general_dilated`, differentiated
-  through `_conv_as_matmul`.
+  """The VALID convolution NHWC ⊛ HWIO → NHWC of `lax.conv_general_dilated`, with its
+  derivatives written so that XLA's CPU backend computes them fast.
 
-  On XLA's CPU backend the forward `lax.conv` is fast but its derivatives (in w and in x) cost
-  about ten times as much, and TRPO differentiates the network in the gradient and in every
-  Fisher-vector product. The derivative of a convolution is the same convolution applied to
-  the tangent, here written as slices and a matrix product, whose transposes are slices and
-  matrix products too: `trpo.step` on 2,048 Pong frames becomes about 3× faster, while the
-  forward passes (sampling, the line search) keep `lax.conv` (`python bench/atari_step.py`,
+  On the CPU the forward `lax.conv` is fast but XLA's derivatives of a strided convolution (in
+  w and in x) cost about ten times as much, and TRPO differentiates the network in the gradient
+  and in every Fisher-vector product. The derivative of a convolution is the same convolution
+  applied to the tangent: in w, patches × matrix (`_conv_dw`), whose transpose is a matrix
+  product too; in x, a stride-1 convolution after space-to-depth (`_conv_s2d`), whose
+  transpose is a stride-1 convolution too (patches × matrix when the kernel is not a multiple
+  of the stride). `trpo.step` on 2,048 Pong frames becomes about 3× faster, while the forward
+  passes (sampling, the line search) keep `lax.conv` (`python bench/atari_step.py`,
   results/atari_step.txt).
   """
   return jax.lax.conv_general_dilated(x, w, strides, "VALID",
@@ -325,7 +344,9 @@ def _conv_valid_jvp(strides, primals, tangents):
   if _nonzero(dw):
     tangent = tangent + _conv_dw(x, dw, strides)
   if _nonzero(dx):
-    tangent = tangent + _conv_as_matmul(dx, w, strides)
+    kh, kw = w.shape[:2]
+    divisible = kh % strides[0] == 0 and kw % strides[1] == 0
+    tangent = tangent + (_conv_s2d if divisible else _conv_as_matmul)(dx, w, strides)
   return y, tangent
 
 

@@ -54,7 +54,12 @@ def surrogate(policy, params, batch):
 
   batch: "obs" [N, ...], "actions" [N, ...], "adv" [N], "logp_q" [N].
   """
-  logp = policy["dist"]["log_prob"](policy["apply"](params, batch["obs"]), batch["actions"])
+  return _surrogate_of_mu(policy, policy["apply"](params, batch["obs"]), batch)
+
+
+def _surrogate_of_mu(policy, mu, batch):
+  """`surrogate` as a function of the network's outputs µ = µ_θ(sₙ) [N, ...]."""
+  logp = policy["dist"]["log_prob"](mu, batch["actions"])
   return jnp.mean(jnp.exp(logp - batch["logp_q"]) * batch["adv"])
 
 
@@ -69,9 +74,13 @@ def vine_surrogate(policy, params, batch):
       L_n(θ) = Σₖ wₖ Q̂(s_n, a_{n,k}) / Σₖ wₖ,   wₖ = π_θ(a_{n,k}|s_n) / q(a_{n,k}|s_n).
   Returns the mean of L_n over the N states, a scalar.
   """
+  return _vine_surrogate_of_mu(policy, policy["apply"](params, batch["obs"]), batch)
+
+
+def _vine_surrogate_of_mu(policy, mu, batch):
+  """`vine_surrogate` as a function of the network's outputs µ = µ_θ(sₙ) [N, ...]."""
   q_hat, actions = batch["q"], batch["actions"]
   n, k = q_hat.shape
-  mu = policy["apply"](params, batch["obs"])
   tiled = jax.tree_util.tree_map(lambda x: jnp.repeat(x, k, axis=0), mu)
   logp = policy["dist"]["log_prob"](tiled, actions.reshape((n * k,) + actions.shape[2:]))
   logp = logp.reshape(n, k)
@@ -170,13 +179,18 @@ def line_search(measure, x0, full_step, n_tries, ratio):
 
 
 def _prepare(policy, params, batch, key, n_sub):
-  """The batch with µ_old and (single path) log q filled in, its surrogate L(flat θ), the
-  subsample of n_sub states on which A·v is computed ("we can compute it on 10% of the data",
-  Appendix C.1), and whether batch and params were finite."""
+  """The batch with µ_old and (single path) log q filled in, its surrogate L(flat θ) with
+  L(θ_old) and g = ∇L(θ_old), the subsample of n_sub states on which A·v is computed ("we can
+  compute it on 10% of the data", Appendix C.1), and whether batch and params were finite.
+
+  One forward pass over the batch gives both µ_old and g: g = Jᵀ ∂L/∂µ, the pullback of the
+  same linearisation (L depends on θ only through µ = µ_θ(sₙ)).
+  """
+  flat0, unravel = ravel_pytree(params)
   batch = dict(batch)
+  mu, pullback = jax.vjp(lambda p: policy["apply"](unravel(p), batch["obs"]), flat0)
   old = batch.get("old_dist")
-  batch["old_dist"] = jax.lax.stop_gradient(policy["apply"](params, batch["obs"])
-                                            if old is None else old)
+  batch["old_dist"] = jax.lax.stop_gradient(mu if old is None else old)
   vine = "q" in batch
   if not vine and "logp_q" not in batch:
     batch["logp_q"] = policy["dist"]["log_prob"](batch["old_dist"], batch["actions"])
@@ -190,14 +204,17 @@ def _prepare(policy, params, batch, key, n_sub):
   batch = {k: v if k == "obs" else jax.tree_util.tree_map(
       lambda x: jnp.where(jnp.isfinite(x), x, 0) if jnp.issubdtype(x.dtype, jnp.inexact) else x,
       v) for k, v in batch.items()}
-  unravel = ravel_pytree(params)[1]
-  L = lambda p: (vine_surrogate if vine else surrogate)(policy, unravel(p), batch)
+  of_mu = functools.partial(_vine_surrogate_of_mu if vine else _surrogate_of_mu, policy,
+                            batch=batch)
+  L = lambda p: of_mu(policy["apply"](unravel(p), batch["obs"]))
+  L0, dL_dmu = jax.value_and_grad(of_mu)(mu)
+  g = pullback(dL_dmu)[0]
   n = batch["obs"].shape[0]
   sub = batch
   if n_sub < n:
     idx = jax.random.choice(key, n, (n_sub,), replace=False)
     sub = jax.tree_util.tree_map(lambda x: x[idx], batch)
-  return batch, L, sub, finite
+  return batch, (L, L0, g), sub, finite
 
 
 def _measure(policy, batch, L, L0, unravel):
@@ -209,8 +226,7 @@ def update(policy, params, batch, key, *, delta, damping, backtrack_ratio, fishe
            cg_iters, n_sub, max_backtracks):
   """The TRPO update of Appendix C, traceable (see `step` for the arguments and the result)."""
   flat0, unravel = ravel_pytree(params)
-  batch, L, sub, finite = _prepare(policy, params, batch, key, n_sub)
-  L0, g = jax.value_and_grad(L)(flat0)                       # g = ∇L(θ_old)
+  batch, (L, L0, g), sub, finite = _prepare(policy, params, batch, key, n_sub)  # g = ∇L(θ_old)
   fvp = fisher(policy, params, sub)
   # Damping adds damping·I to A: it bounds the step along directions the (subsampled, finite-
   # sample) Fisher sees as flat, where A⁻¹ would blow up. Not in the paper; 0 disables it.
@@ -243,8 +259,7 @@ def natural_gradient_update(policy, params, batch, key, *, step_size, damping, f
   """θ_new = θ_old + (1/λ)·A⁻¹g with a fixed step size 1/λ = step_size (Section 7): no KL
   constraint and no line search. Traceable; returns (new_params, info) like `update`."""
   flat0, unravel = ravel_pytree(params)
-  batch, L, sub, finite = _prepare(policy, params, batch, key, n_sub)
-  L0, g = jax.value_and_grad(L)(flat0)
+  batch, (L, L0, g), sub, finite = _prepare(policy, params, batch, key, n_sub)
   fvp = fisher(policy, params, sub)
   A = lambda v: fvp(v) + damping * v
   s = cg.solve(A, g, iters=cg_iters)
