@@ -94,6 +94,23 @@ def test_value_fit_reduces_the_error():
   assert float(after) < 0.3 * before
 
 
+@pytest.mark.parametrize("shape, dtype", [((2, 4, 42, 42), np.uint8),
+                                          ((2, 3, 44, 45), np.float32)])
+def test_value_features_are_frames_pooled_by_blocks(shape, dtype):
+  # φ against an explicit loop: each output is the mean of one (H // 21)×(H // 21) block of a
+  # frame (uint8 scaled to [0, 1]), in NHWC order; rows and columns past the last block dropped.
+  rng = np.random.default_rng(0)
+  obs = rng.integers(0, 256, shape).astype(dtype)
+  n, c, h, w = shape
+  p = max(1, h // 21)
+  x = obs.astype(np.float64) / (255.0 if dtype == np.uint8 else 1.0)
+  want = np.array([[[[x[b, k, i * p:(i + 1) * p, j * p:(j + 1) * p].mean() for k in range(c)]
+                     for j in range(w // p)] for i in range(h // p)] for b in range(n)])
+  np.testing.assert_allclose(value.features(jnp.asarray(obs)), want.reshape(n, -1), rtol=1e-6)
+  flat = rng.normal(size=(5, 3)).astype(np.float32)
+  assert value.features(flat) is flat
+
+
 def test_unsupported_spaces_and_ids_are_named():
   with pytest.raises(ValueError, match="unsupported action space Tuple"):
     envs.action_kind(gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3))))
