@@ -276,15 +276,16 @@ def _conv_as_matmul(x, w, strides):
 def _conv_s2d(x, w, strides):
   """x ⊛ w (VALID, strides s) as a stride-1 convolution after space-to-depth: x's s×s blocks
   become channels, [B, H/s, W/s, s·s·C], and w [kh, kw, C, O] becomes [kh/s, kw/s, s·s·C, O].
-  Needs kh, kw divisible by s. Linear in x and in w."""
+  Linear in x and in w. A kernel that is not a multiple of the stride: `_conv_as_matmul`."""
   kh, kw, c, o = w.shape
   (sh, sw), (n, h, wd, _) = strides, x.shape
-  oh, ow = (h - kh) // sh + 1, (wd - kw) // sw + 1
-  x = x[:, :sh * (oh - 1) + kh, :sw * (ow - 1) + kw]          # the rows and columns used
-  hh, ww = x.shape[1] // sh, x.shape[2] // sw
-  x = x.reshape(n, hh, sh, ww, sw, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, hh, ww, -1)
-  w = w.reshape(kh // sh, sh, kw // sw, sw, c, o).transpose(0, 2, 1, 3, 4, 5)
-  return jax.lax.conv_general_dilated(x, w.reshape(kh // sh, kw // sw, -1, o), (1, 1), "VALID",
+  if kh % sh or kw % sw:
+    return _conv_as_matmul(x, w, strides)
+  hh, ww = (h - kh) // sh + kh // sh, (wd - kw) // sw + kw // sw   # the s×s blocks used
+  x = x[:, :sh * hh, :sw * ww].reshape(n, hh, sh, ww, sw, c).transpose(0, 1, 3, 2, 4, 5)
+  w = w.reshape(kh // sh, sh, kw // sw, sw, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(
+      kh // sh, kw // sw, -1, o)
+  return jax.lax.conv_general_dilated(x.reshape(n, hh, ww, -1), w, (1, 1), "VALID",
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -344,9 +345,7 @@ def _conv_valid_jvp(strides, primals, tangents):
   if _nonzero(dw):
     tangent = tangent + _conv_dw(x, dw, strides)
   if _nonzero(dx):
-    kh, kw = w.shape[:2]
-    divisible = kh % strides[0] == 0 and kw % strides[1] == 0
-    tangent = tangent + (_conv_s2d if divisible else _conv_as_matmul)(dx, w, strides)
+    tangent = tangent + _conv_s2d(dx, w, strides)
   return y, tangent
 
 

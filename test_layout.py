@@ -53,8 +53,9 @@ def test_library_size_and_function_length():
   # The redesign's budget was 2,000 lines (1,920 at its commit); the run directory's safety,
   # data-parallel training, lockstep vine branches and plot.py have added about 100 since, the
   # convolution with fast derivatives (policies.conv) 30, environments from kwargs, wrappers or
-  # a factory, Breakout's FIRE option and defaults by environment family about 110.
-  assert sum(sizes.values()) <= 2250, sizes
+  # a factory, Breakout's FIRE option and defaults by environment family about 110, the
+  # space-to-depth input tangent of policies.conv and the one-pass µ_old and g of trpo 15.
+  assert sum(sizes.values()) <= 2265, sizes
   for m in LIBRARY:
     source = _source(m)
     lines = code_lines(source)
@@ -152,11 +153,10 @@ README_TABLES = [
 # Numbers in the README's prose, each with the file (or files) it comes from (anywhere in it).
 README_PHRASES = [
     ("**1.24** with 16 environments", "train_speed.txt"),
-    ("gives train/env-only **2.56** with the", "train_speed.txt"),
-    ("tangent below: 2.76 while a Table 1 run shared", "train_speed.txt"),
-    ("cores and 3.03 alone; 4.83", "train_speed.txt"),
-    ("`trpo.step` is **3.26×** faster", "atari_step.txt"),
-    ("(gradient 2.65×, forward unchanged; before the chunking 2.52× and 1.42×", "atari_step.txt"),
+    ("gives train/env-only **2.17** with the", "train_speed.txt"),
+    ("2.21 before\nthe compiled normalisation below, 2.56 before the space-to-depth input tangent, 3.03 before the\nchunked weight tangent, 4.83 in", "train_speed.txt"),
+    ("`trpo.step` is\n**2.82×** faster than with `stax.Conv` and the gradient **3.80×**", "atari_step.txt"),
+    ("tangent 3.26× and 2.65×, before the chunking 2.52× and 1.42×", "atari_step.txt"),
     ("2 processes train 1.20–1.57 times as fast", "scale.txt"),
     ("ran single path at 218 (Pong)", "table1-Pong-2M.txt"),
     ("and vine at 1,471", "table1-Pong-2M.txt"),
@@ -176,12 +176,11 @@ README_PHRASES = [
     ("from iteration 931 on no step was taken", "table1/resume/Enduro-single_path/log.jsonl"),
     ("puts 50M at 20 hours", "table1-Pong.txt"),
     ("on two cores, 0.91–1.20 times", "scale.txt"),
-    ("sampling 0.917\ns (of which the policy's calls 0.126 s), `trpo.step` 0.646 s, the value fit 0.144 s",
+    ("sampling 2.195 s (of which the policy's calls 0.283 s),\n`trpo.step` 1.126 s, the value fit 0.227 s",
      "atari_profile.txt"),
-    ("against 0.734 s for the same steps", "atari_profile.txt"),
-    ("train/env-only 2.50 in that run, 2.70 in the run before it (3.01 before the\nchunking)",
-     "atari_profile.txt"),
-    ("random-action steps took 0.493 to 0.810 s", "atari_profile.txt"),
+    ("against 1.708 s for the same steps", "atari_profile.txt"),
+    ("train/env-only 2.18 in that run, 2.14\nin the run before it (2.50 and 2.70 before", "atari_profile.txt"),
+    ("random-action steps took 0.493 to 1.708 s", "atari_profile.txt"),
 ]
 _NUMBER = re.compile(r"[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|[-−]?\d+(?:\.\d+)?")
 

@@ -57,12 +57,6 @@ def surrogate(policy, params, batch):
   return _surrogate_of_mu(policy, policy["apply"](params, batch["obs"]), batch)
 
 
-def _surrogate_of_mu(policy, mu, batch):
-  """`surrogate` as a function of the network's outputs µ = µ_θ(sₙ) [N, ...]."""
-  logp = policy["dist"]["log_prob"](mu, batch["actions"])
-  return jnp.mean(jnp.exp(logp - batch["logp_q"]) * batch["adv"])
-
-
 def vine_surrogate(policy, params, batch):
   """The vine estimate of L_θold(θ) over a rollout set of N states with K actions each.
 
@@ -74,11 +68,15 @@ def vine_surrogate(policy, params, batch):
       L_n(θ) = Σₖ wₖ Q̂(s_n, a_{n,k}) / Σₖ wₖ,   wₖ = π_θ(a_{n,k}|s_n) / q(a_{n,k}|s_n).
   Returns the mean of L_n over the N states, a scalar.
   """
-  return _vine_surrogate_of_mu(policy, policy["apply"](params, batch["obs"]), batch)
+  return _surrogate_of_mu(policy, policy["apply"](params, batch["obs"]), batch)
 
 
-def _vine_surrogate_of_mu(policy, mu, batch):
-  """`vine_surrogate` as a function of the network's outputs µ = µ_θ(sₙ) [N, ...]."""
+def _surrogate_of_mu(policy, mu, batch):
+  """`surrogate` (a batch with "adv") or `vine_surrogate` (with "q") as a function of the
+  network's outputs µ = µ_θ(sₙ), [N, ...]: L depends on θ only through them."""
+  if "q" not in batch:
+    logp = policy["dist"]["log_prob"](mu, batch["actions"])
+    return jnp.mean(jnp.exp(logp - batch["logp_q"]) * batch["adv"])
   q_hat, actions = batch["q"], batch["actions"]
   n, k = q_hat.shape
   tiled = jax.tree_util.tree_map(lambda x: jnp.repeat(x, k, axis=0), mu)
@@ -191,8 +189,7 @@ def _prepare(policy, params, batch, key, n_sub):
   mu, pullback = jax.vjp(lambda p: policy["apply"](unravel(p), batch["obs"]), flat0)
   old = batch.get("old_dist")
   batch["old_dist"] = jax.lax.stop_gradient(mu if old is None else old)
-  vine = "q" in batch
-  if not vine and "logp_q" not in batch:
+  if "q" not in batch and "logp_q" not in batch:     # single path: q = π_old
     batch["logp_q"] = policy["dist"]["log_prob"](batch["old_dist"], batch["actions"])
   # A NaN/inf anywhere in the batch would spread into every parameter: the step is refused
   # (`check_batch` raises before this, unless under a caller's jit). The small entries are
@@ -204,13 +201,10 @@ def _prepare(policy, params, batch, key, n_sub):
   batch = {k: v if k == "obs" else jax.tree_util.tree_map(
       lambda x: jnp.where(jnp.isfinite(x), x, 0) if jnp.issubdtype(x.dtype, jnp.inexact) else x,
       v) for k, v in batch.items()}
-  of_mu = functools.partial(_vine_surrogate_of_mu if vine else _surrogate_of_mu, policy,
-                            batch=batch)
-  L = lambda p: of_mu(policy["apply"](unravel(p), batch["obs"]))
-  L0, dL_dmu = jax.value_and_grad(of_mu)(mu)
+  L = lambda p: _surrogate_of_mu(policy, policy["apply"](unravel(p), batch["obs"]), batch)
+  L0, dL_dmu = jax.value_and_grad(lambda m: _surrogate_of_mu(policy, m, batch))(mu)
   g = pullback(dL_dmu)[0]
-  n = batch["obs"].shape[0]
-  sub = batch
+  n, sub = batch["obs"].shape[0], batch
   if n_sub < n:
     idx = jax.random.choice(key, n, (n_sub,), replace=False)
     sub = jax.tree_util.tree_map(lambda x: x[idx], batch)
