@@ -373,7 +373,7 @@ def atari_cnn(out_dim, channels=16, kernel=4, hidden=20, pool=1, out_scale=0.01)
   conv 16@4×4/2 → ReLU → conv 16@4×4/2 → ReLU → dense 20 → ReLU → dense out_dim:
   42 → 20 → 9 spatially, so 1,040 + 4,112 + 25,940 + 21·out_dim parameters =
   31,218 for Pong's 6 actions, 31,470 for the full 18 (within 7% of the paper's figure; see
-  `test_atari_cnn_parameter_count`). The convolutions are `conv` (patches × matrix).
+  `test_atari_cnn_parameter_count`). The convolutions are `conv` (fast derivatives on the CPU).
   """
   layers = [frames_to_nhwc()]
   if pool > 1:
