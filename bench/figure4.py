@@ -288,7 +288,11 @@ def _plot(stem):
   with open(os.path.join(ROOT, "results", f"{stem}.csv")) as f:
     rows = list(csv.DictReader(f))
   tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
-  fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.6), squeeze=False)
+  # The legend below the panels: three names per panel's width, as many rows as that takes.
+  ncol = min(len({m for t in tasks for m in TASKS[t]["methods"]}), 3 * len(tasks))
+  lines = -(-len({m for t in tasks for m in TASKS[t]["methods"]}) // ncol)
+  fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.3 + 0.3 * lines),
+                           squeeze=False)
   colors = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(METHODS)}   # one per method
   handles = {}
   for ax, task in zip(axes[0], tasks):
@@ -315,8 +319,8 @@ def _plot(stem):
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     ax.grid(alpha=0.3)
   fig.legend(list(handles.values()), [plot.NAMES[m] for m in handles], loc="lower center",
-             ncol=len(handles), fontsize=11, frameon=False)
-  fig.tight_layout(rect=(0, 0.08, 1, 1))
+             ncol=ncol, fontsize=11, frameon=False)
+  fig.tight_layout(rect=(0, 0.3 * lines / (4.3 + 0.3 * lines), 1, 1))
   fig.savefig(os.path.join(ROOT, "results", f"{stem}.png"), dpi=110)
   print(f"wrote results/{stem}.png")
 
