@@ -246,17 +246,21 @@ def linear(out_dim=1):
   return stax.Dense(out_dim, W_init=jax.nn.initializers.zeros, b_init=jax.nn.initializers.zeros)
 
 
+def scale_frames(x):
+  """Frames as float32: uint8 frames scaled to [0, 1]; float frames (already normalised per
+  pixel by the caller, e.g. `sampling.normalize` with --normalize-obs) passed through unscaled."""
+  return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
+
+
 def frames_to_nhwc():
-  """Frames [B, C, H, W] (Gymnasium's frame stack puts the stack first) → float NHWC: uint8
-  frames scaled to [0, 1]; float frames (already normalised per pixel by the caller, e.g.
-  `sampling.normalize` with --normalize-obs) passed through unscaled."""
+  """Frames [B, C, H, W] (Gymnasium's frame stack puts the stack first) → float NHWC, scaled by
+  `scale_frames`."""
   def init(key, input_shape):
     b, c, h, w = input_shape
     return (b, h, w, c), ()
 
   def apply(params, x, **kwargs):
-    x = jnp.transpose(x, (0, 2, 3, 1))
-    return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
+    return scale_frames(jnp.transpose(x, (0, 2, 3, 1)))
   return init, apply
 
 

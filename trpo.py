@@ -72,8 +72,9 @@ def vine_surrogate(policy, params, batch):
 
 
 def _surrogate_of_mu(policy, mu, batch):
-  """`surrogate` (a batch with "adv") or `vine_surrogate` (with "q") as a function of the
-  network's outputs µ = µ_θ(sₙ), [N, ...]: L depends on θ only through them."""
+  """L as a function of the network's outputs µ = µ_θ(sₙ), [N, ...] (L depends on θ only
+  through them): Eq. (14) for a single-path batch ("adv", `surrogate`), Eq. (15) or (16) for a
+  vine batch ("q", `vine_surrogate`)."""
   if "q" not in batch:
     logp = policy["dist"]["log_prob"](mu, batch["actions"])
     return jnp.mean(jnp.exp(logp - batch["logp_q"]) * batch["adv"])

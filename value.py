@@ -12,7 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.example_libraries import optimizers, stax
+from jax.example_libraries import optimizers
 
 import policies
 import sampling
@@ -20,7 +20,7 @@ import sampling
 
 def features(obs):
   """φ(s), what V's MLP reads: frames [B, C, H, W] scaled as the policy's network scales them
-  (`policies.frames_to_nhwc`), average-pooled (H // 21)×(H // 21), flattened in NHWC order:
+  (`policies.scale_frames`), average-pooled (H // 21)×(H // 21), flattened in NHWC order:
   [B, 21·21·C] for Atari's [4, 42, 42]; vectors [B, D] as they are.
 
   φ has no parameters, so `value_fit` computes it once per batch instead of in each of its
@@ -32,8 +32,7 @@ def features(obs):
     return obs
   n, c, h, w = obs.shape
   p = max(1, h // 21)
-  x = obs.astype(jnp.float32) / 255.0 if obs.dtype == jnp.uint8 else obs.astype(jnp.float32)
-  x = x[:, :, :h // p * p, :w // p * p].reshape(n, c, h // p, p, w // p, p).mean((3, 5))
+  x = policies.scale_frames(obs)[:, :, :h // p * p, :w // p * p].reshape(n, c, h // p, p, w // p, p).mean((3, 5))
   return jnp.transpose(x, (0, 2, 3, 1)).reshape(n, -1)
 
 

@@ -289,8 +289,9 @@ def _plot(stem):
     rows = list(csv.DictReader(f))
   tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
   # The legend below the panels: three names per panel's width, as many rows as that takes.
-  ncol = min(len({m for t in tasks for m in TASKS[t]["methods"]}), 3 * len(tasks))
-  lines = -(-len({m for t in tasks for m in TASKS[t]["methods"]}) // ncol)
+  n_methods = len({m for t in tasks for m in TASKS[t]["methods"]})
+  ncol = min(n_methods, 3 * len(tasks))
+  lines = -(-n_methods // ncol)
   fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.3 + 0.3 * lines),
                            squeeze=False)
   colors = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(METHODS)}   # one per method
