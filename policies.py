@@ -214,6 +214,30 @@ def thaw(frozen):
   return {"apply": frozen[0], "dist": dict(frozen[1])}
 
 
+CHUNK = 128   # states per chunk in `apply_in_chunks`
+
+
+def apply_in_chunks(apply, params, obs, size=CHUNK):
+  """apply(params, obs) for a batch obs [N, ...], computed `size` states at a time (a `fori_loop`
+  over chunks; the last chunk ends at N and overlaps the one before): the same µ [N, ...], while
+  a chunk's activations stay in the CPU's cache. The Atari CNN's forward pass over 2,048 frames
+  takes less than half as long this way on this machine; an MLP's is about unchanged. For
+  passes that are not differentiated (the line search's). Batches under 2·size: one call.
+  """
+  n = obs.shape[0]
+  if n < 2 * size:
+    return apply(params, obs)
+
+  def body(i, mu):
+    start = jnp.minimum(i * size, n - size)
+    chunk = apply(params, jax.lax.dynamic_slice_in_dim(obs, start, size))
+    return jax.tree_util.tree_map(
+        lambda m, c: jax.lax.dynamic_update_slice_in_dim(m, c, start, 0), mu, chunk)
+  out = jax.eval_shape(apply, params, obs)
+  return jax.lax.fori_loop(0, -(-n // size), body,
+                           jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out))
+
+
 # ----------------------------------------------------------------------------------------------
 # Networks: stax (init, apply) pairs.
 # ----------------------------------------------------------------------------------------------

@@ -49,13 +49,14 @@ def test_code_line_counter_skips_docstrings_comments_and_blanks():
 
 def test_library_size_and_function_length():
   sizes = {m: len(code_lines(_source(m))) for m in LIBRARY}
-  assert sizes["trpo"] <= 220, sizes
+  assert sizes["trpo"] <= 222, sizes
   # The redesign's budget was 2,000 lines (1,920 at its commit); the run directory's safety,
   # data-parallel training, lockstep vine branches and plot.py have added about 100 since, the
   # convolution with fast derivatives (policies.conv) 30, environments from kwargs, wrappers or
   # a factory, Breakout's FIRE option and defaults by environment family about 110, the
-  # space-to-depth input tangent of policies.conv and the one-pass µ_old and g of trpo 15.
-  assert sum(sizes.values()) <= 2265, sizes
+  # space-to-depth input tangent of policies.conv and the one-pass µ_old and g of trpo 15, the
+  # line search's forward passes in chunks (policies.apply_in_chunks) 15.
+  assert sum(sizes.values()) <= 2280, sizes
   for m in LIBRARY:
     source = _source(m)
     lines = code_lines(source)

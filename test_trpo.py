@@ -217,6 +217,21 @@ def test_conv_equals_lax_conv_and_its_derivatives(kernel, stride, shape):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["gaussian-mlp", "factored-cnn"])
+def test_apply_in_chunks_equals_one_call(name):
+  # N = 128 states in chunks of 48 (0–47, 48–95, and 80–127, which overlaps the one before):
+  # the same µ as one call of apply, every state covered; a batch under two chunks is one call.
+  policy, obs_shape = FISHER_CASES[name]
+  params = _params(policy, obs_shape, 0)
+  obs = _obs(0, obs_shape, N)
+  for size in (48, N):
+    got = policies.apply_in_chunks(policy["apply"], params, obs, size)
+    for g, w in zip(jax.tree_util.tree_leaves(got),
+                    jax.tree_util.tree_leaves(policy["apply"](params, obs))):
+      assert g.shape == w.shape
+      np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
 def test_linear_cartpole_policy_has_six_parameters():
   params = policies.gaussian_policy(policies.linear(1), 1)["init"](jax.random.PRNGKey(0), (4,))
   assert policies.n_params(params) == 6

@@ -178,8 +178,8 @@ def line_search(measure, x0, full_step, n_tries, ratio):
 
 
 def _prepare(policy, params, batch, key, n_sub):
-  """The batch with µ_old and (single path) log q filled in, its surrogate L(flat θ) with
-  L(θ_old) and g = ∇L(θ_old), the subsample of n_sub states on which A·v is computed ("we can
+  """The batch with µ_old and (single path) log q filled in, the surrogate's L(θ_old) and
+  g = ∇L(θ_old), the subsample of n_sub states on which A·v is computed ("we can
   compute it on 10% of the data", Appendix C.1), and whether batch and params were finite.
 
   One forward pass over the batch gives both µ_old and g: g = Jᵀ ∂L/∂µ, the pullback of the
@@ -202,26 +202,29 @@ def _prepare(policy, params, batch, key, n_sub):
   batch = {k: v if k == "obs" else jax.tree_util.tree_map(
       lambda x: jnp.where(jnp.isfinite(x), x, 0) if jnp.issubdtype(x.dtype, jnp.inexact) else x,
       v) for k, v in batch.items()}
-  L = lambda p: _surrogate_of_mu(policy, policy["apply"](unravel(p), batch["obs"]), batch)
   L0, dL_dmu = jax.value_and_grad(lambda m: _surrogate_of_mu(policy, m, batch))(mu)
   g = pullback(dL_dmu)[0]
   n, sub = batch["obs"].shape[0], batch
   if n_sub < n:
     idx = jax.random.choice(key, n, (n_sub,), replace=False)
     sub = jax.tree_util.tree_map(lambda x: x[idx], batch)
-  return batch, (L, L0, g), sub, finite
+  return batch, (L0, g), sub, finite
 
 
-def _measure(policy, batch, L, L0, unravel):
-  """p ↦ (L(p) − L(θ_old), KL(old ‖ p) per state) over the whole batch: one forward pass."""
-  return lambda p: (L(p) - L0, kl_per_state(policy, unravel(p), batch))
+def _measure(policy, batch, L0, unravel):
+  """p ↦ (L(p) − L(θ_old), KL(old ‖ p) per state) over the whole batch: one forward pass, in
+  chunks (`policies.apply_in_chunks`), gives both."""
+  def measure(p):
+    mu = policies.apply_in_chunks(policy["apply"], unravel(p), batch["obs"])
+    return _surrogate_of_mu(policy, mu, batch) - L0, policy["dist"]["kl"](batch["old_dist"], mu)
+  return measure
 
 
 def update(policy, params, batch, key, *, delta, damping, backtrack_ratio, fisher, constraint,
            cg_iters, n_sub, max_backtracks):
   """The TRPO update of Appendix C, traceable (see `step` for the arguments and the result)."""
   flat0, unravel = ravel_pytree(params)
-  batch, (L, L0, g), sub, finite = _prepare(policy, params, batch, key, n_sub)  # g = ∇L(θ_old)
+  batch, (L0, g), sub, finite = _prepare(policy, params, batch, key, n_sub)  # g = ∇L(θ_old)
   fvp = fisher(policy, params, sub)
   # Damping adds damping·I to A: it bounds the step along directions the (subsampled, finite-
   # sample) Fisher sees as flat, where A⁻¹ would blow up. Not in the paper; 0 disables it.
@@ -232,7 +235,7 @@ def update(policy, params, batch, key, *, delta, damping, backtrack_ratio, fishe
   # β = √(2δ / sᵀAs): the step length at which the quadratic model ½ (βs)ᵀA(βs) equals δ.
   beta = jnp.sqrt(2.0 * delta / jnp.where(good, sAs, 1.0))
   full_step = beta * s
-  measure = _measure(policy, batch, L, L0, unravel)
+  measure = _measure(policy, batch, L0, unravel)
 
   def accept(p):   # L improves and the (nonlinear) KL constraint holds
     improve, kls = measure(p)
@@ -254,7 +257,7 @@ def natural_gradient_update(policy, params, batch, key, *, step_size, damping, f
   """θ_new = θ_old + (1/λ)·A⁻¹g with a fixed step size 1/λ = step_size (Section 7): no KL
   constraint and no line search. Traceable; returns (new_params, info) like `update`."""
   flat0, unravel = ravel_pytree(params)
-  batch, (L, L0, g), sub, finite = _prepare(policy, params, batch, key, n_sub)
+  batch, (L0, g), sub, finite = _prepare(policy, params, batch, key, n_sub)
   fvp = fisher(policy, params, sub)
   A = lambda v: fvp(v) + damping * v
   s = cg.solve(A, g, iters=cg_iters)
@@ -262,7 +265,7 @@ def natural_gradient_update(policy, params, batch, key, *, step_size, damping, f
   good = finite & jnp.isfinite(sAs) & (sAs > 0) & jnp.all(jnp.isfinite(s))
   cand = flat0 + step_size * s
   accepted = good & jnp.all(jnp.isfinite(cand))
-  improve, kls = _measure(policy, batch, L, L0, unravel)(cand)
+  improve, kls = _measure(policy, batch, L0, unravel)(cand)
   improve, kl, max_kl = (jnp.where(accepted, x, 0.0) for x in (improve, jnp.mean(kls),
                                                                jnp.max(kls)))
   return unravel(jnp.where(accepted, cand, flat0)), {

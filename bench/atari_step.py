@@ -3,8 +3,8 @@ measured in one run.
 
 Samples one batch of --batch Pong frames (8 environments, the initial policy, frames normalised
 per pixel as in training), then times, each as the median of --repeats calls after a warm-up:
-the network's forward pass on the batch, the gradient of the surrogate L (Eq. (14)), and the
-whole `trpo.step`, for the CNN of Figure 3 built with `stax.Conv` (`lax.conv_general_dilated`,
+the network's forward pass on the batch (also in chunks, `policies.apply_in_chunks`, as the line
+search computes it), the gradient of the surrogate L (Eq. (14)), and the whole `trpo.step`, for the CNN of Figure 3 built with `stax.Conv` (`lax.conv_general_dilated`,
 differentiated by XLA) and with `policies.conv` (the same function, differentiated as patches ×
 matrix). The two networks have the same parameters; their steps agree to float rounding. Prints
 one line per measurement and `step lax/conv: X` last.
@@ -63,8 +63,11 @@ def main():
     grad = jax.jit(lambda p, b, pol=pol: jax.grad(lambda q: trpo.surrogate(
         pol, q, dict(b, logp_q=jax.lax.stop_gradient(
             pol["dist"]["log_prob"](pol["apply"](p, b["obs"]), b["actions"])))))(p))
+    chunked = jax.jit(lambda p, o, pol=pol: policies.apply_in_chunks(pol["apply"], p, o))
     steps[name] = trpo.step(params, batch, pol, jax.random.PRNGKey(2))[0]
     times[name] = {"forward": timeit(lambda: fwd(params, batch["obs"]), args.repeats),
+                   "forward in chunks": timeit(lambda: chunked(params, batch["obs"]),
+                                               args.repeats),
                    "gradient": timeit(lambda: grad(params, batch), args.repeats),
                    "step": timeit(lambda: trpo.step(params, batch, pol, jax.random.PRNGKey(2)),
                                   args.repeats)}
@@ -72,8 +75,10 @@ def main():
       jax.tree_util.tree_leaves(steps["lax"]), jax.tree_util.tree_leaves(steps["conv"])))
   print(f"# {args.batch} Pong frames {shape}; median of {args.repeats} calls; largest difference "
         f"between the two steps' new parameters: {diff:.1e}")
-  for what in ("forward", "gradient", "step"):
+  for what in ("forward", "forward in chunks", "gradient", "step"):
     print(f"{what}: lax {times['lax'][what]:.3f} s, conv {times['conv'][what]:.3f} s")
+  print(f"forward/forward in chunks: conv "
+        f"{times['conv']['forward'] / times['conv']['forward in chunks']:.2f}")
   for what in ("forward", "gradient"):
     print(f"{what} lax/conv: {times['lax'][what] / times['conv'][what]:.2f}")
   print(f"step lax/conv: {times['lax']['step'] / times['conv']['step']:.2f}")
