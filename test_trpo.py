@@ -219,12 +219,12 @@ def test_conv_equals_lax_conv_and_its_derivatives(kernel, stride, shape):
 
 @pytest.mark.parametrize("name", ["gaussian-mlp", "factored-cnn"])
 def test_apply_in_chunks_equals_one_call(name):
-  # N = 128 states in chunks of 48 (0–47, 48–95, and 80–127, which overlaps the one before):
-  # the same µ as one call of apply, every state covered; a batch under two chunks is one call.
+  # N = 128 states in 4 chunks of 32 (size 30: 4 is the largest divisor of 128 up to 128 // 30),
+  # in 2 chunks of 64 (size 48), in one call (size N): the same µ as one call of apply.
   policy, obs_shape = FISHER_CASES[name]
   params = _params(policy, obs_shape, 0)
   obs = _obs(0, obs_shape, N)
-  for size in (48, N):
+  for size in (30, 48, N):
     got = policies.apply_in_chunks(policy["apply"], params, obs, size)
     for g, w in zip(jax.tree_util.tree_leaves(got),
                     jax.tree_util.tree_leaves(policy["apply"](params, obs))):
