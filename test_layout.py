@@ -174,7 +174,7 @@ README_PHRASES = [
     ("So far seed 0 of single path and of vine: **38.5** and **63.8**", "figure4-table2.txt"),
     ("empirical FIM's seed 0 ends at 38.5", "figure4-table2.txt"),
     ("RWR's at 46.4 and REPS's\nat 13.6", "figure4-table2.txt"),
-    ("one finished point so far, 26.7 at step\nsize 0.09", "figure4-table2.txt"),
+    ("two finished points so far, 26.7 at step\nsize 0.09 and 28.1 at 0.27", "figure4-table2.txt"),
     ("CEM and CMA-ES (seed 0:\n357.5 and 360.7)", "figure4-table2.txt"),
     ("A run took 1640 s (single path) and 2176 s", "figure4-table2.txt"),
     ("with 10% the line search backtracks 6.50 times on average and the accepted step improves the\n  surrogate by 0.0322; with the whole batch, 0.50 times and 0.0574, at 6.34 times",
