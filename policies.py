@@ -222,8 +222,8 @@ def apply_in_chunks(apply, params, obs, size=CHUNK):
   largest divisor of N up to N // size: the same µ [N, ...] (apply treats states independently,
   as every network here does), while a chunk's activations stay in the CPU's cache. The Atari
   CNN's forward pass over 2,048 frames is 1.65–2.67× faster this way on this machine
-  (`bench/atari_step.py`); an MLP's is about unchanged. For passes that are not differentiated
-  (the line search's). k < 2: one call.
+  (`bench/atari_step.py`); an MLP's is about unchanged. For passes that are not differentiated:
+  the backtracking line search of Appendix C evaluates one per candidate step. k < 2: one call.
 
   Chunk j holds the states j, j + k, j + 2k, …: a batch sharded over processes along its first
   axis (`parallel.global_batch`) keeps each chunk's states on their process, where contiguous

@@ -55,8 +55,8 @@ def test_library_size_and_function_length():
   # convolution with fast derivatives (policies.conv) 30, environments from kwargs, wrappers or
   # a factory, Breakout's FIRE option and defaults by environment family about 110, the
   # space-to-depth input tangent of policies.conv and the one-pass µ_old and g of trpo 15, the
-  # line search's forward passes in chunks (policies.apply_in_chunks) 17.
-  assert sum(sizes.values()) <= 2282, sizes
+  # line search's forward passes in chunks (policies.apply_in_chunks) 17, value.features wrapped 1.
+  assert sum(sizes.values()) <= 2283, sizes
   for m in LIBRARY:
     source = _source(m)
     lines = code_lines(source)

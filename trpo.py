@@ -212,8 +212,9 @@ def _prepare(policy, params, batch, key, n_sub):
 
 
 def _measure(policy, batch, L0, unravel):
-  """p ↦ (L(p) − L(θ_old), KL(old ‖ p) per state) over the whole batch: one forward pass, in
-  chunks (`policies.apply_in_chunks`), gives both."""
+  """p ↦ (L(p) − L(θ_old), KL(old ‖ p) per state) over the whole batch: the surrogate's gain
+  (Eq. (14)-(16)) and the terms of D̄_KL (Eq. (12)) that the line search of Appendix C checks.
+  One forward pass, in chunks (`policies.apply_in_chunks`), gives both."""
   def measure(p):
     mu = policies.apply_in_chunks(policy["apply"], unravel(p), batch["obs"])
     return _surrogate_of_mu(policy, mu, batch) - L0, policy["dist"]["kl"](batch["old_dist"], mu)

@@ -32,7 +32,8 @@ def features(obs):
     return obs
   n, c, h, w = obs.shape
   p = max(1, h // 21)
-  x = policies.scale_frames(obs)[:, :, :h // p * p, :w // p * p].reshape(n, c, h // p, p, w // p, p).mean((3, 5))
+  x = policies.scale_frames(obs)[:, :, :h // p * p, :w // p * p]
+  x = x.reshape(n, c, h // p, p, w // p, p).mean((3, 5))
   return jnp.transpose(x, (0, 2, 3, 1)).reshape(n, -1)
 
 
