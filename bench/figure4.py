@@ -88,10 +88,17 @@ for _t in TASKS.values():
   _t.setdefault("method_flags", {})
 # What train.py's MuJoCo family defaults would change, pinned to the values these runs had:
 # δ = 0.01 (the paper's), γ = 0.99 unless the task sets it, raw observations.
-PINNED = ["--delta", "0.01", "--gamma", "0.99", "--no-normalize-obs"]
+PINNED = (("--delta", "0.01"), ("--gamma", "0.99"), ("--no-normalize-obs",))
 NG_STEPS = tuple(round(0.01 * 3**k, 6) for k in range(-2, 8))   # 0.0011 ... 21.87: factors of 3
 NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 (see _ng_sweep);
 # swimmer_table2 starts at 0.09 ... 0.81, around the best step of the smaller Swimmer runs
+
+
+def _flags(t):
+  """PINNED without the options the task sets itself, then the task's flags."""
+  return [x for opt in PINNED if opt[0] not in t["flags"] for x in opt] + t["flags"]
+
+
 TAIL = 0.1                                        # "final return": the last 10% of the steps
 
 
@@ -139,7 +146,7 @@ def _command(task, method, seed, run_dir, extra=()):
   return (label,
           [sys.executable, os.path.join(ROOT, "train.py"), "--env", t["env"], "--method",
            method, "--seed", str(seed), "--steps", str(t["steps"]), "--out", run_dir,
-           "--overwrite"] + PINNED + t["flags"] + t["method_flags"].get(method, []) + list(extra),
+           "--overwrite"] + _flags(t) + t["method_flags"].get(method, []) + list(extra),
           run_dir)
 
 
@@ -148,6 +155,21 @@ def _final(run_dir, steps):
   log = [r for r in _log(run_dir) if r["mean_return"] is not None]
   tail = [r["mean_return"] for r in log if r["steps"] >= (1 - TAIL) * steps]
   return float(np.mean(tail)) if tail else float("nan")
+
+
+def _running(run_dirs, steps):
+  """One line per run still going: its steps so far and its mean return over the last 10% of
+  them (the same window as `_final`, on the steps it has)."""
+  out = []
+  for d in run_dirs:
+    log = [r for r in _log(d) if r["mean_return"] is not None]
+    if not log or log[-1]["steps"] >= steps:
+      continue
+    now = log[-1]["steps"]
+    tail = np.mean([r["mean_return"] for r in log if r["steps"] >= (1 - TAIL) * now])
+    out.append(f"      in progress: {os.path.basename(d)} at {now:,} of {steps:,} steps "
+               f"({now / steps:.0%}), {tail:.1f} over its last {TAIL:.0%}")
+  return out
 
 
 def _best_ng_step(task):
@@ -259,11 +281,13 @@ def _summarize(stem, tasks, wall):
       continue
     best, finals = _best_ng_step(task)
     lines.append(f"\n{task}: {t['env']}, {t['steps']:,} steps per run, {t['seeds']} seeds, "
-                 f"flags: {' '.join(PINNED + t['flags'])}"
+                 f"flags: {' '.join(_flags(t))}"
                  + "".join(f"; {m}: {' '.join(f)}" for m, f in t["method_flags"].items()))
     if "natural_gradient" in t["methods"]:
       lines.append("  natural gradient sweep (seed 0), final return by step size: "
                    + ", ".join(f"{s}: {v:.1f}" for s, v in finals.items()) + f"; best {best}")
+      lines += _running([_run_dir(task, "natural_gradient", 0, f"-step{s}") for s in NG_STEPS],
+                        t["steps"])
     for method in t["methods"]:
       done = _method_dirs(task, method)
       fin = [_final(d, t["steps"]) for d in done]
@@ -271,6 +295,7 @@ def _summarize(stem, tasks, wall):
       text = (f"{np.mean(fin):9.1f} ± {np.std(fin):7.1f}" if fin else "        -          ")
       lines.append(f"  {method:17s} {text}   ({len(done)}/{t['seeds']} runs; learner time "
                    f"{np.mean(secs) if secs else float('nan'):.0f} s per run)")
+      lines += _running(_method_dirs(task, method, finished=False), t["steps"])
   if wall is not None:
     lines.append(f"\nwall time of this invocation: {wall / 60:.1f} min on 2 cores")
   text = "\n".join(lines)
@@ -321,6 +346,7 @@ def _plot(stem):
       handles[method], = ax.plot(grid, mean, color=colors[method], lw=1.8)
       ax.fill_between(grid, mean - std, mean + std, color=colors[method], alpha=0.12)
     ax.set_title(f"{t['env']} ({task}), {seeds} of {t['seeds']} seeds", fontsize=11)
+    ax.set_xlim(0, t["steps"])   # the whole budget: a run still going shows how far it is
     ax.set_xlabel("simulator steps")
     ax.set_ylabel("mean episode return")
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
