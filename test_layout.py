@@ -247,6 +247,13 @@ README_PHRASES = [
      'table1-Breakout-stuck.txt'),
     ('vine at 138 iterations is still at −19.8',
      'table1-Pong-2M.txt'),
+    ('the earlier blocks\ngive 500, 500, 493 and 500, 500, 500)', 'CartPole-v1.txt'),
+    ('peak resident memory 2.1 GB', 'ALE_Pong-v5-norm.txt'),
+    ('Swimmer seed 1 settles at ~155', 'Swimmer-v5.txt'),
+    ('(1.26\nand 1.33 with 8 environments before)', 'train_speed.txt'),
+    ('at δ = 0.01 the Hopper runs of the defaults reach 2864, 3513, 3308 at 1M steps (mean 3228; '
+     'first ≥ 3000 at 548,864, 454,656 and 552,960 steps', 'Hopper-v5-delta0.01.txt'),
+    ('against 3507, 3330, 3427 (mean 3421) at 0.02', 'Hopper-v5.txt'),
 ]
 _NUMBER = re.compile(r"[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|[-−]?\d+(?:\.\d+)?")
 
