@@ -5,9 +5,10 @@ Samples one batch of --batch Pong frames (8 environments, the initial policy, fr
 per pixel as in training), then times, each as the median of --repeats calls after a warm-up:
 the network's forward pass on the batch (also in chunks, `policies.apply_in_chunks`, as the line
 search computes it), the gradient of the surrogate L (Eq. (14)), and the whole `trpo.step`, for
-the CNN of Figure 3 built with `stax.Conv` (`lax.conv_general_dilated`, differentiated by XLA) and with `policies.conv` (the same function, differentiated as patches ×
-matrix). The two networks have the same parameters; their steps agree to float rounding. Prints
-one line per measurement and `step lax/conv: X` last.
+the CNN of Figure 3 built with `stax.Conv` (`lax.conv_general_dilated`, differentiated by XLA)
+and with `policies.conv` (the same function, differentiated as patches × matrix). The two
+networks have the same parameters; their steps agree to float rounding. Prints one line per
+measurement and `step lax/conv: X` last.
 
   python bench/atari_step.py [--batch 2048] [--repeats 5]
 """

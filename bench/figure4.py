@@ -92,14 +92,12 @@ PINNED = (("--delta", "0.01"), ("--gamma", "0.99"), ("--no-normalize-obs",))
 NG_STEPS = tuple(round(0.01 * 3**k, 6) for k in range(-2, 8))   # 0.0011 ... 21.87: factors of 3
 NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 (see _ng_sweep);
 # swimmer_table2 starts at 0.09 ... 0.81, around the best step of the smaller Swimmer runs
+TAIL = 0.1                                        # "final return": the last 10% of the steps
 
 
 def _flags(t):
   """PINNED without the options the task sets itself, then the task's flags."""
   return [x for opt in PINNED if opt[0] not in t["flags"] for x in opt] + t["flags"]
-
-
-TAIL = 0.1                                        # "final return": the last 10% of the steps
 
 
 def _run_dir(task, method, seed, tag=""):
@@ -158,17 +156,15 @@ def _final(run_dir, steps):
 
 
 def _running(run_dirs, steps):
-  """One line per run still going: its steps so far and its mean return over the last 10% of
-  them (the same window as `_final`, on the steps it has)."""
+  """One line per run still going: its steps so far and `_final` over them (the mean return
+  over the last 10% of the steps it has)."""
   out = []
   for d in run_dirs:
-    log = [r for r in _log(d) if r["mean_return"] is not None]
-    if not log or log[-1]["steps"] >= steps:
-      continue
-    now = log[-1]["steps"]
-    tail = np.mean([r["mean_return"] for r in log if r["steps"] >= (1 - TAIL) * now])
-    out.append(f"      in progress: {os.path.basename(d)} at {now:,} of {steps:,} steps "
-               f"({now / steps:.0%}), {tail:.1f} over its last {TAIL:.0%}")
+    log = _log(d)
+    if log and log[-1]["steps"] < steps:
+      now = log[-1]["steps"]
+      out.append(f"      in progress: {os.path.basename(d)} at {now:,} of {steps:,} steps "
+                 f"({now / steps:.0%}), {_final(d, now):.1f} over its last {TAIL:.0%}")
   return out
 
 
