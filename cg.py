@@ -7,6 +7,9 @@ Optimization* (2nd ed.), Algorithm 5.2; Shewchuk, "An Introduction to the Conjug
 Method Without the Agonizing Pain" (1994), §B2. It runs as a `lax.while_loop`, so it can be
 jit-compiled inside `trpo.step`; it keeps no Python-side state.
 
+`solve_with_product` also returns A x, which CG's residual gives for free: TRPO's step length
+needs sᵀAs, "an intermediate result produced by the conjugate gradient algorithm" (Appendix C).
+
 Vectors are 1-D arrays; flatten a pytree with `jax.flatten_util.ravel_pytree` first.
 """
 
@@ -16,9 +19,9 @@ import jax
 import jax.numpy as jnp
 
 
-def solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int = 10,
-          tol: float = 1e-10) -> jax.Array:
-  """Approximately solves A x = b by conjugate gradient, starting from x₀ = 0.
+def solve_with_product(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int = 10,
+                       tol: float = 1e-10) -> tuple[jax.Array, jax.Array]:
+  """Approximately solves A x = b by conjugate gradient, starting from x₀ = 0; returns x and A x.
 
   Nocedal & Wright, Algorithm 5.2 (Appendix C of the paper):
     r₀ = b, p₀ = r₀;  αᵢ = rᵢᵀrᵢ / pᵢᵀA pᵢ;  xᵢ₊₁ = xᵢ + αᵢ pᵢ;  rᵢ₊₁ = rᵢ − αᵢ A pᵢ;
@@ -33,12 +36,14 @@ def solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int = 1
       the advantages, and so is the step).
 
   Returns:
-    x, shape [n]. Exact (up to rounding) after n iterations for an SPD A. If b = 0 the loop
+    (x, A x), each of shape [n]. A x is b − r, r the residual that the iteration updates
+    (rᵢ₊₁ = rᵢ − αᵢ A pᵢ, so b − rᵢ = A xᵢ up to rounding): no product beyond the iterations'
+    own. x is exact (up to rounding) after n iterations for an SPD A. If b = 0 the loop
     exits at once and x = 0. If pᵀAp ≤ 0 (A is not positive definite along p) the iteration
     stops and returns the current x rather than dividing by a non-positive curvature.
   """
   if not isinstance(iters, int) or iters < 1:
-    raise ValueError(f"cg.solve: iters must be an integer >= 1, got {iters!r}")
+    raise ValueError(f"cg.solve_with_product: iters must be an integer >= 1, got {iters!r}")
   b = jnp.asarray(b)
   bb = jnp.vdot(b, b)
 
@@ -55,10 +60,17 @@ def solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int = 1
     ok = (pAp > 0) & jnp.isfinite(pAp)
     alpha = jnp.where(ok, rdotr / jnp.where(ok, pAp, 1.0), 0.0)
     x = x + alpha * p
-    r = r - alpha * Ap
+    r = jnp.where(ok, r - alpha * Ap, r)     # not r − 0·Ap: a non-finite Ap would make r NaN
     new_rdotr = jnp.vdot(r, r)
     p = r + (new_rdotr / rdotr) * p
     return i + 1, x, r, p, new_rdotr, ok
 
   state = (0, jnp.zeros_like(b), b, b, bb, jnp.isfinite(bb))
-  return jax.lax.while_loop(cond, body, state)[1]
+  _, x, r, _, _, _ = jax.lax.while_loop(cond, body, state)
+  return x, b - r
+
+
+def solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, iters: int = 10,
+          tol: float = 1e-10) -> jax.Array:
+  """x ≈ A⁻¹b by conjugate gradient: the x of `solve_with_product` (same arguments)."""
+  return solve_with_product(matvec, b, iters, tol)[0]

@@ -105,6 +105,27 @@ def test_cg_fewer_iterations_reduce_the_error_monotonically():
   assert errs[-1] < 1e-4 * errs[0]
 
 
+def test_cg_product_is_A_times_x():
+  # The A x that CG returns (b − r, its residual) against the dense product in float64, after
+  # 1, 3, 10 and 30 (= n) iterations; and xᵀAx, the sᵀAs of trpo.step's step length.
+  rng = np.random.default_rng(1)
+  n = 30
+  m = rng.normal(size=(n, n))
+  A = m @ m.T / n + 0.1 * np.eye(n)
+  b = rng.normal(size=n)
+  A32, b32 = jnp.asarray(A, jnp.float32), jnp.asarray(b, jnp.float32)
+  for k in (1, 3, 10, 30):
+    x, Ax = (np.asarray(y, np.float64) for y in
+             cg.solve_with_product(lambda v: A32 @ v, b32, iters=k, tol=0.0))
+    np.testing.assert_allclose(Ax, A @ x, rtol=0, atol=1e-5 * np.abs(b).max())
+    np.testing.assert_allclose(x @ Ax, x @ A @ x, rtol=1e-5)
+    np.testing.assert_array_equal(x, np.asarray(cg.solve(lambda v: A32 @ v, b32, iters=k,
+                                                         tol=0.0)))
+  # A non-finite product at the first iteration: x = 0 and A x = 0, both finite.
+  x, Ax = cg.solve_with_product(lambda v: v * jnp.nan, b32)
+  assert np.all(np.asarray(x) == 0) and np.all(np.asarray(Ax) == 0)
+
+
 def test_cg_zero_rhs_and_non_positive_curvature_give_finite_zero():
   assert np.all(np.asarray(cg.solve(lambda v: 2.0 * v, jnp.zeros(4))) == 0)
   x = cg.solve(lambda v: -v, jnp.ones(4))          # pᵀAp < 0: stop, never divide by it

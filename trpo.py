@@ -7,9 +7,10 @@ One TRPO iteration solves, approximately (Eq. (14) and Appendix C, Eq. (55)):
 
 by (1) the gradient g = ∇L(θ_old); (2) the search direction s ≈ A⁻¹g by conjugate gradient,
 where A is the Fisher matrix written as JᵀMJ (Appendix C.1) and evaluated on a random subsample
-of the batch; (3) the maximal step β = √(2δ / sᵀAs); (4) a backtracking line search that
-shrinks β exponentially until L improves and D̄_KL ≤ δ. `update` is exactly that recipe;
-`step` checks its input and runs `update` as one jit-compiled function.
+of the batch; (3) the maximal step β = √(2δ / sᵀAs), As from CG's own residual; (4) a
+backtracking line search that shrinks β exponentially until L improves and D̄_KL ≤ δ.
+`update` is exactly that recipe; `step` checks its input and runs `update` as one
+jit-compiled function.
 
 The variants compared in Section 8 are arguments or small functions, not modes:
 `fisher=fisher_vp_empirical` (A from the covariance of score gradients, Section 6),
@@ -230,8 +231,8 @@ def update(policy, params, batch, key, *, delta, damping, backtrack_ratio, fishe
   # Damping adds damping·I to A: it bounds the step along directions the (subsampled, finite-
   # sample) Fisher sees as flat, where A⁻¹ would blow up. Not in the paper; 0 disables it.
   A = lambda v: fvp(v) + damping * v
-  s = cg.solve(A, g, iters=cg_iters)                         # s ≈ A⁻¹g
-  sAs = jnp.vdot(s, A(s))
+  s, As = cg.solve_with_product(A, g, iters=cg_iters)        # s ≈ A⁻¹g, and A s from CG
+  sAs = jnp.vdot(s, As)
   good = finite & jnp.isfinite(sAs) & (sAs > 0) & jnp.all(jnp.isfinite(s))
   # β = √(2δ / sᵀAs): the step length at which the quadratic model ½ (βs)ᵀA(βs) equals δ.
   beta = jnp.sqrt(2.0 * delta / jnp.where(good, sAs, 1.0))
@@ -261,8 +262,8 @@ def natural_gradient_update(policy, params, batch, key, *, step_size, damping, f
   batch, (L0, g), sub, finite = _prepare(policy, params, batch, key, n_sub)
   fvp = fisher(policy, params, sub)
   A = lambda v: fvp(v) + damping * v
-  s = cg.solve(A, g, iters=cg_iters)
-  sAs = jnp.vdot(s, A(s))
+  s, As = cg.solve_with_product(A, g, iters=cg_iters)
+  sAs = jnp.vdot(s, As)
   good = finite & jnp.isfinite(sAs) & (sAs > 0) & jnp.all(jnp.isfinite(s))
   cand = flat0 + step_size * s
   accepted = good & jnp.all(jnp.isfinite(cand))
