@@ -201,7 +201,7 @@ README_PHRASES = [
      "atari_profile.txt"),
     ("against 2.112 s for\nthe same steps", "atari_profile.txt"),
     ("train/env-only 2.05 in that run, 2.09 and 2.07 in the two\nbefore sᵀAs from CG, 2.18 and 2.14 in the runs", "atari_profile.txt"),
-    ("policy's 256 calls on 8 frames (0.359 s", "atari_profile.txt"),
+    ("on 8 frames (0.359 s", "atari_profile.txt"),
     ("(2.50 and 2.70\nbefore the space-to-depth input tangent)", "atari_profile.txt"),
     ("random-action steps\ntook 0.493 to 2.112 s", "atari_profile.txt"),
     # The theory, the earlier runs and the comparisons with the paper, in the README's order.
