@@ -181,7 +181,7 @@ README_PHRASES = [
     ("RWR's at 46.4 and REPS's\nat 13.6", "figure4-table2.txt"),
     ("three finished points so far, 26.7 at\nstep size 0.09, 28.1 at 0.27 and 36.6 at 0.81; the best is at the end of the range, so 2.43",
      "figure4-table2.txt"),
-    ("has a\nreturn of 217.9 over the last 10% of its first 5,350,000 steps, against 38.5", "figure4-table2.txt"),
+    ("one seed, 10M steps) ends at\n**254.3** (mean return over its last 1M steps), against 38.5", "figure4-table2.txt"),
     ("is at 3,252,262 of its 20,000,000 steps (16%), with a return of 361.2 over the last 10%",
      "figure4-table2.txt"),
     ("averaged 248 steps/s while", "table1-Pong.txt"),
