@@ -385,8 +385,8 @@ def conv_valid(x, w, strides):
   On the CPU the forward `lax.conv` is fast but XLA's derivatives of a strided convolution (in
   w and in x) cost about ten times as much, and TRPO differentiates the network in the gradient
   and in every Fisher-vector product. The derivative of a convolution is the same convolution
-  applied to the tangent: in w, patches × matrix (`_conv_dw`), whose transpose is a matrix
-  product too; in x, a stride-1 convolution after space-to-depth (`_conv_s2d`), whose
+  applied to the tangent: in w, matrix products (`_conv_dw`), whose transpose is matrix
+  products too; in x, a stride-1 convolution after space-to-depth (`_conv_s2d`), whose
   transpose is a stride-1 convolution too (patches × matrix when the kernel is not a multiple
   of the stride). `trpo.step` on 2,048 Pong frames becomes about 3× faster, while the forward
   passes (sampling, the line search) keep `lax.conv` (`python bench/atari_step.py`,
