@@ -271,6 +271,18 @@ README_PHRASES = [
      'first ≥ 3000 at 548,864, 454,656 and 552,960 steps', 'Hopper-v5-delta0.01.txt'),
     ('against 3507, 3330, 3427 (mean 3421) at 0.02', 'Hopper-v5.txt'),
 ]
+# Phrases the README quotes from a file's last block ("its last block"): checked against that
+# block only, so that a newer run appended to the file fails the README's quote until it is updated.
+README_LAST_BLOCK = [
+    ("forward pass is **1.96×** faster that way", "atari_step.txt"),
+    ("`trpo.step` is\n**3.36×** faster than with `stax.Conv` and the gradient **3.34×**", "atari_step.txt"),
+    ("step takes 1.011 s, of which the gradient 0.506 s and\none line-search pass 0.072 s", "atari_step.txt"),
+    ("sampling 2.598 s (of which\nthe policy's calls 0.359 s), `trpo.step` 1.238 s, the value fit 0.292 s",
+     "atari_profile.txt"),
+    ("against 2.112 s for\nthe same steps", "atari_profile.txt"),
+    ("train/env-only 2.05 in that run", "atari_profile.txt"),
+    ("and 2.17 in\ntwo runs with the current code", "train_speed.txt"),
+]
 _NUMBER = re.compile(r"[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|[-−]?\d+(?:\.\d+)?")
 
 
@@ -324,6 +336,17 @@ def test_readme_table_numbers_come_from_the_results_files():
         values += [float(n) for n in numbers(f.read())]
     for n in numbers(phrase):
       assert _found(n, values), f"README {phrase!r}: {n} is not in results/{names}"
+
+
+def test_readme_last_block_numbers_come_from_the_last_block():
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  for phrase, name in README_LAST_BLOCK:
+    assert phrase in readme, phrase
+    with open(os.path.join(ROOT, "results", name), encoding="utf-8") as f:
+      values = [float(n) for n in numbers(_last_block(f.read()))]
+    for n in numbers(phrase):
+      assert _found(n, values), f"README {phrase!r}: {n} is not in the last block of results/{name}"
 
 
 def test_readme_number_check_catches_a_changed_number():
