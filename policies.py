@@ -341,8 +341,8 @@ def _conv_s2d_matmuls(x, w, strides):
   kh, kw = w.shape[:2]
   if kh % strides[0] or kw % strides[1]:
     return _conv_as_matmul(x, w, strides)
-  oh, ow = (x.shape[1] - kh) // strides[0] + 1, (x.shape[2] - kw) // strides[1] + 1
   x, w = _space_to_depth(x, w, strides)
+  oh, ow = x.shape[1] - w.shape[0] + 1, x.shape[2] - w.shape[1] + 1   # stride 1 from here
   return sum(jnp.einsum("nhwc,co->nhwo", x[:, a:a + oh, b:b + ow], w[a, b])
              for a in range(w.shape[0]) for b in range(w.shape[1]))
 
