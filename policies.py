@@ -36,6 +36,8 @@ import math
 import jax
 import jax.numpy as jnp
 from jax.example_libraries import stax
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 _LOG_2PI_E = math.log(2.0 * math.pi * math.e)
 
@@ -373,41 +375,61 @@ def _conv_dw(x, dw, strides):
   return y.reshape((-1,) + y.shape[2:])[:n]
 
 
-def _nonzero(tangent):
-  return not isinstance(tangent, jax.custom_derivatives.SymbolicZero)
+# `conv_valid` is a primitive of its own (JAX's "How primitives work"), registered like XLA's
+# convolution with `ad.defbilinear`: its forward-mode product is the convolution itself and its
+# transposes are the functions below. A `jax.custom_jvp` gives one rule for both, so a tangent
+# written for a fast transpose is slow forward (J v 2× slower in a Fisher-vector product).
 
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def conv_valid(x, w, strides):
-  """The VALID convolution NHWC ⊛ HWIO → NHWC of `lax.conv_general_dilated`, with its
-  derivatives written so that XLA's CPU backend computes them fast.
-
-  On the CPU the forward `lax.conv` is fast but XLA's derivatives of a strided convolution (in
-  w and in x) cost about ten times as much, and TRPO differentiates the network in the gradient
-  and in every Fisher-vector product. The derivative of a convolution is the same convolution
-  applied to the tangent: in w, matrix products (`_conv_dw`), whose transpose is matrix
-  products too; in x, a stride-1 convolution after space-to-depth (`_conv_s2d`), whose
-  transpose is a stride-1 convolution too (patches × matrix when the kernel is not a multiple
-  of the stride). `trpo.step` on 2,048 Pong frames becomes about 3× faster, while the forward
-  passes (sampling, the line search) keep `lax.conv` (`python bench/atari_step.py`,
-  results/atari_step.txt).
-  """
+def _lax_conv(x, w, strides):
   return jax.lax.conv_general_dilated(x, w, strides, "VALID",
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@functools.partial(conv_valid.defjvp, symbolic_zeros=True)
-def _conv_valid_jvp(strides, primals, tangents):
-  (x, w), (dx, dw) = primals, tangents
-  y = conv_valid(x, w, strides)
-  # d(x ⊛ w) = dx ⊛ w + x ⊛ dw; a tangent known to be zero (the input frames', which do not
-  # depend on θ) is skipped, not computed.
-  tangent = jnp.zeros_like(y)
-  if _nonzero(dw):
-    tangent = tangent + _conv_dw(x, dw, strides)
-  if _nonzero(dx):
-    tangent = tangent + _conv_s2d(dx, w, strides)
-  return y, tangent
+def _transpose_in_x(ct, x, w, strides):
+  # x ⊛ w is linear in x: its transpose applied to ct, as the transpose of `_conv_s2d`.
+  aval = jax.ShapeDtypeStruct(x.aval.shape, x.aval.dtype)
+  return jax.linear_transpose(lambda dx: _conv_s2d(dx, w, strides), aval)(ct)[0]
+
+
+def _transpose_in_w(ct, x, w, strides):
+  # x ⊛ w is linear in w: its transpose applied to ct, as the transpose of `_conv_dw`.
+  aval = jax.ShapeDtypeStruct(w.aval.shape, w.aval.dtype)
+  return jax.linear_transpose(lambda dw: _conv_dw(x, dw, strides), aval)(ct)[0]
+
+
+def _batch(args, dims, strides):
+  # vmap: frames batched alone fold into the batch axis; otherwise XLA's own convolution.
+  (x, w), (bx, bw) = args, dims
+  if bw is not None:
+    return jax.vmap(functools.partial(_lax_conv, strides=strides), (bx, bw))(x, w), 0
+  x = jnp.moveaxis(x, bx, 0)
+  y = conv_valid(x.reshape((-1,) + x.shape[2:]), w, strides)
+  return y.reshape(x.shape[:2] + y.shape[1:]), 0
+
+
+conv_valid_p = Primitive("conv_valid")
+conv_valid_p.def_impl(_lax_conv)
+conv_valid_p.def_abstract_eval(lambda x, w, strides: jax.core.ShapedArray(
+    jax.eval_shape(functools.partial(_lax_conv, strides=strides), x, w).shape, x.dtype))
+mlir.register_lowering(conv_valid_p, mlir.lower_fun(_lax_conv, multiple_results=False))
+ad.defbilinear(conv_valid_p, _transpose_in_x, _transpose_in_w)
+batching.primitive_batchers[conv_valid_p] = _batch
+
+
+def conv_valid(x, w, strides):
+  """The VALID convolution NHWC ⊛ HWIO → NHWC of `lax.conv_general_dilated`, as a primitive
+  whose transposes XLA's CPU backend computes fast.
+
+  x ⊛ w is bilinear, so its derivative is the same convolution applied to the tangents,
+  dx ⊛ w + x ⊛ dw, and the forward pass and forward-mode products (J v in every Fisher-vector
+  product of Appendix C.1) keep `lax.conv`. On the CPU XLA's transposes of a strided
+  convolution (in w and in x; the gradient, and Jᵀ in every Fisher-vector product) cost about
+  ten times the forward, so they are written differently here: in w, matrix products
+  (`_conv_dw`); in x, a stride-1 convolution after space-to-depth (`_conv_s2d`; patches ×
+  matrix when the kernel is not a multiple of the stride). `trpo.step` on 2,048 Pong frames
+  becomes about 3× faster (`python bench/atari_step.py`, results/atari_step.txt).
+  """
+  return conv_valid_p.bind(x, w, strides=tuple(strides))
 
 
 def conv(out_chan, filter_shape, strides):
@@ -417,7 +439,7 @@ def conv(out_chan, filter_shape, strides):
 
   def apply(params, x, **kwargs):
     w, b = params
-    return conv_valid(x, w, tuple(strides)) + b
+    return conv_valid(x, w, strides) + b
   return init, apply
 
 

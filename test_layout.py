@@ -57,8 +57,9 @@ def test_library_size_and_function_length():
   # space-to-depth input tangent of policies.conv and the one-pass µ_old and g of trpo 15, the
   # line search's forward passes in chunks (policies.apply_in_chunks) 17, value.features wrapped 1,
   # sᵀAs from CG's residual (cg.solve_with_product) 5, the weight tangent's space-to-depth
-  # products (policies._space_to_depth shared with _conv_s2d, _conv_s2d_matmuls) 11.
-  assert sum(sizes.values()) <= 2299, sizes
+  # products (policies._space_to_depth shared with _conv_s2d, _conv_s2d_matmuls) 11,
+  # policies.conv_valid as a primitive (forward mode by lax.conv, transposes of its own) 11.
+  assert sum(sizes.values()) <= 2310, sizes
   for m in LIBRARY:
     source = _source(m)
     lines = code_lines(source)

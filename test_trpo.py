@@ -236,6 +236,15 @@ def test_conv_equals_lax_conv_and_its_derivatives(kernel, stride, shape):
   for got, want in zip(jax.tree_util.tree_leaves(jax.grad(loss(apply), (0, 1))(params, x)),
                        jax.tree_util.tree_leaves(jax.grad(loss(ref_apply), (0, 1))(params, x))):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # Forward mode (J v of the Fisher-vector products), and vmap over frames or over weights.
+  tangents = (jax.tree_util.tree_map(lambda p: jnp.cos(p) + 0.1, params), jnp.sin(x))
+  np.testing.assert_allclose(jax.jvp(apply, (params, x), tangents)[1],
+                             jax.jvp(ref_apply, (params, x), tangents)[1], rtol=1e-4, atol=1e-4)
+  stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), params, tangents[0])
+  for axes, args in (((None, 0), (params, jnp.stack([x, tangents[1]]))),
+                     ((0, None), (stacked, x))):
+    np.testing.assert_allclose(jax.vmap(apply, axes)(*args), jax.vmap(ref_apply, axes)(*args),
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["gaussian-mlp", "factored-cnn"])
