@@ -72,10 +72,19 @@ def local(tree):
       lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
 
 
+def local_cores(i, processes):
+  """The cores that local process i of `processes` runs on: every processes-th of this
+  process's cores (one core each when there are as many processes as cores), so that the
+  processes' XLA thread pools and environments do not share a core."""
+  cores = sorted(os.sched_getaffinity(0))
+  return set(cores[i::processes]) or {cores[i % len(cores)]}
+
+
 def launch(argv, processes):
   """Runs `python train.py ARGV` as `processes` processes on this machine, coordinated on a free
-  local port; process 0 prints, the others are quiet. If one fails the others are stopped (they
-  would wait for it in a collective). Returns the worst exit status."""
+  local port, each on its own cores (`local_cores`); process 0 prints, the others are quiet.
+  If one fails the others are stopped (they would wait for it in a collective). Returns the
+  worst exit status."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -85,6 +94,8 @@ def launch(argv, processes):
                                          "--num-processes", str(processes),
                                          "--process-id", str(i)],
       stdout=None if i == 0 else subprocess.DEVNULL) for i in range(processes)]
+  for i, p in enumerate(procs):   # set before the child starts its threads, which inherit it
+    os.sched_setaffinity(p.pid, local_cores(i, processes))
   try:
     while None in [p.poll() for p in procs] and not any(p.poll() for p in procs):
       time.sleep(0.2)

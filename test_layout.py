@@ -58,8 +58,9 @@ def test_library_size_and_function_length():
   # line search's forward passes in chunks (policies.apply_in_chunks) 17, value.features wrapped 1,
   # sᵀAs from CG's residual (cg.solve_with_product) 5, the weight tangent's space-to-depth
   # products (policies._space_to_depth shared with _conv_s2d, _conv_s2d_matmuls) 11,
-  # policies.conv_valid as a primitive (forward mode by lax.conv, transposes of its own) 11.
-  assert sum(sizes.values()) <= 2310, sizes
+  # policies.conv_valid as a primitive (forward mode by lax.conv, transposes of its own) 11,
+  # local processes pinned to their own cores (parallel.local_cores) 5.
+  assert sum(sizes.values()) <= 2315, sizes
   for m in LIBRARY:
     source = _source(m)
     lines = code_lines(source)
@@ -199,8 +200,9 @@ README_PHRASES = [
     ("on average 2.68 (BeamRider), 4.02 (Pong) and\n  5.32 (Breakout) backtracks", "fisher_subsample.txt"),
     ("from iteration 931 on no step was taken", "table1/resume/Enduro-single_path/log.jsonl"),
     ("puts 50M at 20 hours", "table1-Pong.txt"),
-    ("cores, 0.91–1.25 times", "scale.txt"),
-    ("1.40 in the last two, where one process took 76.3 and 71.6 s against 23.5 s", "scale.txt"),
+    ("cores, 0.91–1.30 times", "scale.txt"),
+    ("(one process 80.0\nand 77.5 s), give 1.51 and 1.45", "scale.txt"),
+    ("1.40 in the next two, where one process took 76.3 and 71.6 s against 23.5 s", "scale.txt"),
     ("sampling 2.464 s (of which\nthe policy's calls 0.331 s), `trpo.step` 1.093 s, the value fit 0.275 s",
      "atari_profile.txt"),
     ("against 2.139 s for\nthe same steps", "atari_profile.txt"),

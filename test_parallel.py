@@ -78,3 +78,12 @@ def test_training_with_two_processes_improves_cartpole(tmp_path, capsys):
   returns = [json.loads(line)["mean_return"] for line in (run / "log.jsonl").read_text()
              .splitlines()]
   assert len(returns) == 6 and returns[-1] > 2 * returns[0], returns
+
+
+def test_local_processes_get_their_own_cores(monkeypatch):
+  # 8 cores: 3 processes share them out round-robin, disjoint and together all of them; more
+  # processes than cores get one core each, in turn.
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+  assert [parallel.local_cores(i, 3) for i in range(3)] == [{0, 3, 6}, {1, 4, 7}, {2, 5}]
+  assert parallel.local_cores(0, 1) == set(range(8))
+  assert [parallel.local_cores(i, 10) for i in range(10)] == [{c} for c in range(8)] + [{0}, {1}]
