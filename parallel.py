@@ -13,6 +13,7 @@ identity, so a single-process run is exactly what it was.
     python train.py --coordinator HOST:PORT --num-processes N --process-id I ...   # per host
 """
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -82,7 +83,7 @@ def local_cores(i, processes):
 
 def launch(argv, processes):
   """Runs `python train.py ARGV` as `processes` processes on this machine, coordinated on a free
-  local port, each on its own cores (`local_cores`); process 0 prints, the others are quiet.
+  local port, each on its own cores (`local_cores`, on Linux); process 0 prints, the others are quiet.
   If one fails the others are stopped (they would wait for it in a collective). Returns the
   worst exit status."""
   with socket.socket() as s:
@@ -94,8 +95,11 @@ def launch(argv, processes):
                                          "--num-processes", str(processes),
                                          "--process-id", str(i)],
       stdout=None if i == 0 else subprocess.DEVNULL) for i in range(processes)]
-  for i, p in enumerate(procs):   # set before the child starts its threads, which inherit it
-    os.sched_setaffinity(p.pid, local_cores(i, processes))
+  # Pinned right after the start, while the child is still importing (its threads, started
+  # later, inherit the cores); Linux only, and a child that already exited is left alone.
+  for i, p in enumerate(procs if hasattr(os, "sched_setaffinity") else []):
+    with contextlib.suppress(ProcessLookupError):
+      os.sched_setaffinity(p.pid, local_cores(i, processes))
   try:
     while None in [p.poll() for p in procs] and not any(p.poll() for p in procs):
       time.sleep(0.2)
