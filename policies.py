@@ -385,16 +385,18 @@ def _lax_conv(x, w, strides):
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def _transpose_in_x(ct, x, w, strides):
-  # x ⊛ w is linear in x: its transpose applied to ct, as the transpose of `_conv_s2d`.
-  aval = jax.ShapeDtypeStruct(x.aval.shape, x.aval.dtype)
-  return jax.linear_transpose(lambda dx: _conv_s2d(dx, w, strides), aval)(ct)[0]
+def _transpose(linear, operand, ct):
+  # The transpose of `linear` (a function of the undefined operand) applied to ct.
+  aval = jax.ShapeDtypeStruct(operand.aval.shape, operand.aval.dtype)
+  return jax.linear_transpose(linear, aval)(ct)[0]
 
 
-def _transpose_in_w(ct, x, w, strides):
-  # x ⊛ w is linear in w: its transpose applied to ct, as the transpose of `_conv_dw`.
-  aval = jax.ShapeDtypeStruct(w.aval.shape, w.aval.dtype)
-  return jax.linear_transpose(lambda dw: _conv_dw(x, dw, strides), aval)(ct)[0]
+def _transpose_in_x(ct, x, w, strides):   # x ⊛ w in x, as `_conv_s2d`
+  return _transpose(lambda dx: _conv_s2d(dx, w, strides), x, ct)
+
+
+def _transpose_in_w(ct, x, w, strides):   # x ⊛ w in w, as `_conv_dw`
+  return _transpose(lambda dw: _conv_dw(x, dw, strides), w, ct)
 
 
 def _batch(args, dims, strides):

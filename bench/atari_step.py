@@ -6,7 +6,7 @@ per pixel as in training), then times, each as the median of --repeats calls aft
 the network's forward pass on the batch (also in chunks, `policies.apply_in_chunks`, as the line
 search computes it), the gradient of the surrogate L (Eq. (14)), and the whole `trpo.step`, for
 the CNN of Figure 3 built with `stax.Conv` (`lax.conv_general_dilated`, differentiated by XLA)
-and with `policies.conv` (the same function, differentiated as matrix products). The two
+and with `policies.conv` (the same function, transposed as matrix products). The two
 networks have the same parameters; their steps agree to float rounding. Prints one line per
 measurement and `step lax/conv: X` last.
 
