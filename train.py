@@ -448,8 +448,9 @@ def fail(message, prog="train.py"):
   return 2
 
 
-def run_command(args):
-  """Evaluates, resumes or starts the run the parsed flags ask for; returns the exit status."""
+def run_command(args, callback=None):
+  """Evaluates, resumes or starts the run the parsed flags ask for (callback as in `train`);
+  returns the exit status."""
   given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
   if args.eval:
     extra = ["--resume"] * bool(args.resume) + ["--out"] * bool(args.out) + \
@@ -467,9 +468,9 @@ def run_command(args):
   if args.resume:
     if args.overwrite or (args.out and args.out != args.resume):
       return fail("--resume DIR continues the run in DIR: it takes no --out or --overwrite")
-    train(out=args.resume, resume=True, **given)
+    train(out=args.resume, resume=True, callback=callback, **given)
     return 0
-  train(out=args.out, overwrite=args.overwrite, **given)
+  train(out=args.out, overwrite=args.overwrite, callback=callback, **given)
   print(f"saved to {args.out}")
   return 0
 
@@ -510,13 +511,22 @@ def main(argv=None):
   # `kill PID` (SIGTERM) stops a run as Ctrl-C does, and Ctrl-C works even for a run started in
   # the background (where the shell sets SIGINT to be ignored): both end in the one-line message
   # below, with the last completed iteration in the (atomically written) checkpoint.
+  received = []
   def interrupt(signum, frame):
+    received.append(signum)
     raise KeyboardInterrupt
-  previous = {}
+
+  # Python prints and drops an exception raised inside a garbage-collector callback (JAX has
+  # one) or a destructor. The run then stops after the iteration, once its checkpoint is written.
+  def stop_if_received(record):
+    if received:
+      raise KeyboardInterrupt
+  previous, hook = {}, sys.unraisablehook
   if threading.current_thread() is threading.main_thread():
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    sys.unraisablehook = lambda u: None if u.exc_type is KeyboardInterrupt else hook(u)
   try:
-    return run_command(args)
+    return run_command(args, stop_if_received)
   except ValueError as e:
     return fail(str(e).splitlines()[0])
   except OSError as e:    # a full disk, a directory that cannot be written
@@ -526,6 +536,7 @@ def main(argv=None):
   finally:   # main() may be called from other code (the tests): give back its handlers
     for sig, handler in previous.items():
       signal.signal(sig, handler)
+    sys.unraisablehook = hook
 
 
 if __name__ == "__main__":
