@@ -60,7 +60,7 @@ def test_library_size_and_function_length():
   # products (policies._space_to_depth shared with _conv_s2d, _conv_s2d_matmuls) 11,
   # policies.conv_valid as a primitive (forward mode by lax.conv, transposes of its own) 11,
   # local processes pinned to their own cores (parallel.local_cores) 8.
-  assert sum(sizes.values()) <= 2318, sizes
+  assert sum(sizes.values()) <= 2325, sizes
   for m in LIBRARY:
     source = _source(m)
     lines = code_lines(source)
@@ -169,7 +169,7 @@ README_PHRASES = [
     ("parameters agree to 1.9e-8", "atari_step.txt"),
     ("2.82×\nand 3.80× before the line search's chunks, before the space-to-depth input tangent 3.26× and\n2.65×, before the chunking 2.52× and 1.42×", "atari_step.txt"),
     ("step takes 0.979 s, of which the gradient 0.506 s and\none line-search pass 0.064 s", "atari_step.txt"),
-    ("2 processes train 1.20–1.57 times as fast", "scale.txt"),
+    ("2 processes train 1.20–1.58 times as fast", "scale.txt"),
     ("ran single path at 218 (Pong)", "table1-Pong-2M.txt"),
     ("and vine at 1,471", "table1-Pong-2M.txt"),
     ("(18,432 steps in\n  17.4 s", "train_speed.txt"),
@@ -203,7 +203,8 @@ README_PHRASES = [
     ("from iteration 931 on no step was taken", "table1/resume/Enduro-single_path/log.jsonl"),
     ("puts 50M at 20 hours", "table1-Pong.txt"),
     ("cores, 0.91–1.30 times", "scale.txt"),
-    ("(one process 80.0\nand 77.5 s), give 1.51 and 1.45", "scale.txt"),
+    ("(one process 77.5 to\n83.8 s), give 1.51, 1.45, 1.56, 1.58 and 1.54", "scale.txt"),
+    ("is 1.90, 1.78 and 1.81 times", "scale.txt"),
     ("1.40 in the next two, where one process took 76.3 and 71.6 s against 23.5 s", "scale.txt"),
     ("sampling 2.464 s (of which\nthe policy's calls 0.331 s), `trpo.step` 1.093 s, the value fit 0.275 s",
      "atari_profile.txt"),

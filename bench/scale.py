@@ -7,11 +7,14 @@ P = N (default flags: --batch 4096 --normalize-obs). Prints the final returns, t
 ratio from start to exit (the processes' start and JAX's compilation included: a few seconds
 that a short run does not amortise), and `speedup: X` last: the ratio of the training time
 after the first iteration (as bench/train_speed.py measures it; from the log's `seconds`),
-i.e. of the throughput a long run gets.
+i.e. of the throughput a long run gets. Before it, the ceiling this machine allows: the same
+vector environment stepped with random actions by 1 process and by N processes (each pinned to
+its cores as `parallel.launch` pins them, each taking 1/N of the steps), `simulator alone: Y`.
 """
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -19,6 +22,40 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import envs  # noqa: E402
+import parallel  # noqa: E402
+import train  # noqa: E402
+
+
+def step_randomly(env_id, num_envs, n_vec, i, processes, ready, times):
+  """Worker i of `processes`: on its own cores, steps `num_envs` copies n_vec times with random
+  actions once all workers are ready, and puts the seconds it took on `times`."""
+  if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, parallel.local_cores(i, processes))
+  venv, _ = envs.make(env_id, num_envs, seed=i)
+  space = venv.single_action_space
+  ready.wait()
+  start = time.perf_counter()
+  for _ in range(n_vec):
+    venv.step(envs.env_action(space, venv.action_space.sample()))
+  times.put(time.perf_counter() - start)
+  venv.close()
+
+
+def simulator_seconds(env_id, num_envs, steps, processes):
+  """Wall seconds for `processes` processes to step `steps` environment steps in all."""
+  ctx = multiprocessing.get_context("spawn")
+  ready, times = ctx.Barrier(processes), ctx.Queue()
+  n_vec = steps // num_envs // processes
+  workers = [ctx.Process(target=step_randomly, args=(env_id, num_envs, n_vec, i, processes,
+                                                     ready, times)) for i in range(processes)]
+  for w in workers:
+    w.start()
+  seconds = max(times.get() for _ in workers)
+  for w in workers:
+    w.join()
+  return seconds
 
 
 def main():
@@ -28,6 +65,10 @@ def main():
   ap.add_argument("--processes", type=int, default=2)
   ap.add_argument("flags", nargs="*", default=["--batch", "4096", "--normalize-obs"])
   args = ap.parse_args()
+  given = dict(zip(args.flags, args.flags[1:]))
+  num_envs = int(given.get("--num-envs", train.make_config(
+      {"env": args.env}, None, False, lambda *_: None)["num_envs"]))
+  alone = {p: simulator_seconds(args.env, num_envs, args.steps, p) for p in (1, args.processes)}
   seconds, wall, last = {}, {}, {}
   with tempfile.TemporaryDirectory() as tmp:
     for p in (1, args.processes):
@@ -47,6 +88,9 @@ def main():
   print("wall clock, start to exit: " + ", ".join(f"{p} process(es) {s:.1f} s"
                                                     for p, s in wall.items()) +
         f"; ratio {wall[1] / wall[args.processes]:.2f}")
+  print(f"simulator alone ({num_envs} copies per process, random actions): " +
+        ", ".join(f"{p} process(es) {s:.1f} s" for p, s in alone.items()) +
+        f"; speedup {alone[1] / alone[args.processes]:.2f}")
   print("training after the first iteration: " + ", ".join(f"{p} process(es) {s:.1f} s"
                                                            for p, s in seconds.items()))
   print(f"speedup: {seconds[1] / seconds[args.processes]:.2f}")
