@@ -430,7 +430,7 @@ def conv_valid(x, w, strides):
   ten times the forward, so they are written differently here: in w, matrix products
   (`_conv_dw`); in x, a stride-1 convolution after space-to-depth (`_conv_s2d`; patches ×
   matrix when the kernel is not a multiple of the stride). `trpo.step` on 2,048 Pong frames
-  becomes about 3× faster (`python bench/atari_step.py`, results/atari_step.txt).
+  becomes 3.80× faster in the last run (`python bench/atari_step.py`, results/atari_step.txt).
   """
   return conv_valid_p.bind(x, w, strides=tuple(strides))
 
