@@ -81,15 +81,16 @@ def local_cores(i, processes):
   return set(cores[i::processes]) or {cores[i % len(cores)]}
 
 
-def launch(argv, processes):
-  """Runs `python train.py ARGV` as `processes` processes on this machine, coordinated on a free
+def launch(argv, processes, script=None):
+  """Runs `python SCRIPT ARGV` (default train.py; a script taking --coordinator, --num-processes
+  and --process-id as it does) as `processes` processes on this machine, coordinated on a free
   local port, each on its own cores (`local_cores`, on Linux); process 0 prints, the others are quiet.
   If one fails the others are stopped (they would wait for it in a collective). Returns the
   worst exit status."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
+  script = script or os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
   procs = [subprocess.Popen(
       [sys.executable, script] + argv + ["--coordinator", f"127.0.0.1:{port}",
                                          "--num-processes", str(processes),

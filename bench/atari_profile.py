@@ -7,7 +7,13 @@ refit and the observation statistics. The first iteration (compilation) is left 
 the same vector environment with random actions for as many steps. Prints seconds per
 iteration for each phase and, last, `train/env-only: X` as `bench/train_speed.py` does.
 
+With `--processes N` the same runs as N data-parallel processes (`parallel.launch`, each on its
+own cores) and process 0 reports: its share of the sampling, the gathers (`parallel.gather`,
+where a process that has sampled its share waits for the others), the spread of its sampling
+time over the iterations, and random actions for its share of the steps.
+
   python bench/atari_profile.py [--env ALE/Pong-v5] [--steps 22528] [--batch 2048] [--num-envs 8]
+                                [--processes N]
 """
 
 import argparse
@@ -20,6 +26,7 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
+import parallel  # noqa: E402
 import sampling  # noqa: E402
 import train  # noqa: E402
 import trpo  # noqa: E402
@@ -29,12 +36,15 @@ PHASES = [(sampling, "single_path"), (sampling, "advantages"), (sampling, "polic
           (trpo, "step"), (value, "refit"), (sampling, "obs_stats_update")]
 
 
-def timed(seconds, name, fn):
-  """fn, adding the wall time of each call (until its result is ready) to seconds[name]."""
+def timed(seconds, name, fn, calls=None):
+  """fn, adding the wall time of each call (until its result is ready) to seconds[name] (and
+  appending it to calls[name] if calls is given)."""
   def call(*args, **kwargs):
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args, **kwargs))
     seconds[name] += time.perf_counter() - start
+    if calls is not None:
+      calls[name].append(time.perf_counter() - start)
     return out
   return call
 
@@ -45,10 +55,18 @@ def main():
   ap.add_argument("--steps", type=int, default=22528)
   ap.add_argument("--batch", type=int, default=2048)
   ap.add_argument("--num-envs", type=int, default=8)
+  ap.add_argument("--processes", type=int, default=1)
+  for flag, kind in [("--coordinator", str), ("--num-processes", int), ("--process-id", int)]:
+    ap.add_argument(flag, type=kind, help=argparse.SUPPRESS)   # set by parallel.launch
   args = ap.parse_args()
-  seconds = collections.defaultdict(float)
-  for module, name in PHASES:
-    setattr(module, name, timed(seconds, name, getattr(module, name)))
+  if args.processes > 1 and args.coordinator is None:
+    return parallel.launch(sys.argv[1:], args.processes, script=os.path.abspath(__file__))
+  if args.coordinator is not None:
+    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+  seconds, calls = collections.defaultdict(float), collections.defaultdict(list)
+  phases = PHASES + [(parallel, "gather")] * (args.processes > 1)
+  for module, name in phases:
+    setattr(module, name, timed(seconds, name, getattr(module, name), calls))
   actor = sampling.actor
   sampling.actor = lambda policy: timed(seconds, "policy calls", actor(policy))
   iterations = []
@@ -57,24 +75,28 @@ def main():
     iterations.append(time.perf_counter())
     if len(iterations) == 1:            # compiled: count from here
       seconds.clear()
+      calls.clear()
   train.train(args.env, steps=args.steps, batch=args.batch, num_envs=args.num_envs,
               out=os.path.join("runs", "atari_profile"), overwrite=True, log=lambda *_: None,
               callback=callback)
   n, wall = len(iterations) - 1, iterations[-1] - iterations[0]
   venv, _ = envs.make(args.env, args.num_envs, seed=0)
   start = time.perf_counter()
-  for _ in range(n * args.batch // args.num_envs):
+  for _ in range(n * (args.batch // args.num_envs // args.processes)):
     venv.step(venv.action_space.sample())
   env_only = time.perf_counter() - start
   venv.close()
-  print(f"# {args.env}, {args.num_envs} envs, batch {args.batch}: seconds per iteration over "
-        f"{n} iterations after the first")
-  for name in ["single_path", "policy calls"] + [p for _, p in PHASES[1:]]:
+  print(f"# {args.env}, {args.num_envs} envs, batch {args.batch}"
+        f"{f', {args.processes} processes (process 0)' * (args.processes > 1)}: seconds per "
+        f"iteration over {n} iterations after the first")
+  for name in ["single_path", "policy calls"] + [p for _, p in phases[1:]]:
     print(f"{name}: {seconds[name] / n:.3f}")
+  print(f"single_path, fastest and slowest iteration: {min(calls['single_path']):.3f}, "
+        f"{max(calls['single_path']):.3f}")
   print(f"the rest: {(wall - sum(v for k, v in seconds.items() if k != 'policy calls')) / n:.3f}")
   print(f"iteration: {wall / n:.3f}; random actions: {env_only / n:.3f}")
   print(f"train/env-only: {wall / env_only:.2f}")
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
