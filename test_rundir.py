@@ -311,8 +311,7 @@ def in_gc(phase, info):
   if threading.current_thread() is threading.main_thread() and not sent and \\
       os.path.exists(log) and os.path.getsize(log):
     sent.append(signal.SIGTERM)
-    signal.raise_signal(signal.SIGTERM)
-    sum(range(1000))    # Python code in the callback, where the handler runs
+    signal.raise_signal(signal.SIGTERM)   # runs the handler before it returns: in the callback
 gc.callbacks.append(in_gc)
 sys.exit(train.main(["--steps", "40960", "--batch", "512", "--out", sys.argv[1]]))
 """
