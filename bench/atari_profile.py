@@ -42,9 +42,10 @@ def timed(seconds, name, fn, calls=None):
   def call(*args, **kwargs):
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args, **kwargs))
-    seconds[name] += time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    seconds[name] += elapsed
     if calls is not None:
-      calls[name].append(time.perf_counter() - start)
+      calls[name].append(elapsed)
     return out
   return call
 
