@@ -259,14 +259,22 @@ def open_run(out, resume, data=None, overwrite=False, note=print):
 
 
 def record_iteration(ckpt_path, state, cfg, record, extra=None):
-  """Saves the checkpoint (with a copy of the record), then appends the record to log.jsonl:
-  after a kill the log holds the checkpoint's iterations or all but the last, which resuming
-  restores from the checkpoint's copy."""
+  """Saves the checkpoint (with a copy of the record), then appends the record to log.jsonl.
+  `train.main` holds back SIGTERM and Ctrl-C until both are written (`in_record_iteration`);
+  after a kill it cannot catch the log may lack the checkpoint's last iteration, which
+  resuming restores from the checkpoint's copy."""
   save_checkpoint(ckpt_path, state, cfg, extra, record)
   with open(os.path.join(os.path.dirname(ckpt_path), "log.jsonl"), "a") as f:
     f.write(_json_record(record))
     f.flush()
     os.fsync(f.fileno())
+
+
+def in_record_iteration(frame):
+  """Whether the code at `frame` (a signal handler's) was called by `record_iteration`."""
+  while frame is not None and frame.f_code is not record_iteration.__code__:
+    frame = frame.f_back
+  return frame is not None
 
 
 def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None, callback=None):

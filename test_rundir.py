@@ -301,31 +301,41 @@ def test_sigterm_stops_a_background_run_with_its_checkpoint(tmp_path):
   assert cfg["env"] == "CartPole-v1" and int(state["iteration"]) == last["iteration"] >= 1
 
 
-# SIGTERM sent to itself from inside a garbage-collector callback once the first iteration is
-# logged: Python drops the handler's KeyboardInterrupt there (as it did once in CI, in JAX's).
-_SIGNAL_IN_GC = """
+# SIGTERM sent to itself once the first iteration is logged, from inside a garbage-collector
+# callback (where Python drops the handler's KeyboardInterrupt, as it did once in CI, in JAX's),
+# or once the first checkpoint is written, before its log line (where CI once stopped a run).
+_SIGNAL_INSIDE = """
 import gc, os, signal, sys, threading
-import train
+import rundir, train
 log, sent = os.path.join(sys.argv[1], "log.jsonl"), []
-def in_gc(phase, info):
-  if threading.current_thread() is threading.main_thread() and not sent and \\
-      os.path.exists(log) and os.path.getsize(log):
+def send():
+  if not sent:
     sent.append(signal.SIGTERM)
-    signal.raise_signal(signal.SIGTERM)   # runs the handler before it returns: in the callback
-gc.callbacks.append(in_gc)
+    signal.raise_signal(signal.SIGTERM)   # runs the handler before it returns
+def in_gc(phase, info):
+  if threading.current_thread() is threading.main_thread() and os.path.exists(log) and \\
+      os.path.getsize(log):
+    send()
+if sys.argv[2] == "gc":
+  gc.callbacks.append(in_gc)
+else:
+  save = rundir.save_checkpoint
+  rundir.save_checkpoint = lambda *args, **kwargs: (save(*args, **kwargs), send())
 sys.exit(train.main(["--steps", "40960", "--batch", "512", "--out", sys.argv[1]]))
 """
 
 
-def test_a_signal_lost_in_a_gc_callback_still_stops_the_run_at_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("inside", ["gc", "checkpoint"])
+def test_a_signal_inside_a_gc_callback_or_a_checkpoint_stops_the_run_where_log_agrees(
+    tmp_path, inside):
   run = tmp_path / "run"
-  proc = subprocess.run([sys.executable, "-c", _SIGNAL_IN_GC, str(run)], cwd=ROOT, text=True,
-                        capture_output=True, timeout=600)
+  proc = subprocess.run([sys.executable, "-c", _SIGNAL_INSIDE, str(run), inside], cwd=ROOT,
+                        text=True, capture_output=True, timeout=600)
   _, state = rundir.load_checkpoint(str(run))
   assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
       f"train.py: error: interrupted; the checkpoint holds iteration {_iterations(run)[-1]}, "
       "the last completed"], proc.stderr
-  assert int(state["iteration"]) == _iterations(run)[-1] < 80
+  assert int(state["iteration"]) == _iterations(run)[-1] < (2 if inside == "checkpoint" else 80)
 
 
 def test_sigterm_before_the_first_iteration_says_nothing_was_saved(tmp_path):

@@ -510,14 +510,15 @@ def main(argv=None):
 
   # `kill PID` (SIGTERM) stops a run as Ctrl-C does, and Ctrl-C works even for a run started in
   # the background (where the shell sets SIGINT to be ignored): both end in the one-line message
-  # below, with the last completed iteration in the (atomically written) checkpoint.
+  # below, with the last completed iteration in the (atomically written) checkpoint and log.
   received = []
   def interrupt(signum, frame):
     received.append(signum)
-    raise KeyboardInterrupt
+    if not rundir.in_record_iteration(frame):   # there, stop once checkpoint and log agree
+      raise KeyboardInterrupt
 
-  # Python prints and drops an exception raised inside a garbage-collector callback (JAX has
-  # one) or a destructor. The run then stops after the iteration, once its checkpoint is written.
+  # Held back there, or raised inside a garbage-collector callback (JAX has one) or destructor,
+  # where Python prints and drops it: the run then stops after the iteration, written in full.
   def stop_if_received(record):
     if received:
       raise KeyboardInterrupt
