@@ -168,6 +168,28 @@ def _running(run_dirs, steps):
   return out
 
 
+def _equal_steps(task):
+  """Vine against single path at equal simulator steps, seed by seed where both have run
+  (Section 8 compares them by simulator steps): the steps the shorter run has reached, and each
+  run's mean return over the last TAIL of them."""
+  out = []
+  for seed in range(TASKS[task]["seeds"]):
+    logs = {m: [r for r in _log(_run_dir(task, m, seed)) if r["mean_return"] is not None]
+            for m in ("single_path", "vine")}
+    if not all(logs.values()):
+      continue
+    steps = min(log[-1]["steps"] for log in logs.values())
+    at = {}
+    for m, log in logs.items():
+      upto = [r for r in log if r["steps"] <= steps]
+      at[m] = "{:.1f} ({} updates)".format(np.mean(
+          [r["mean_return"] for r in upto if r["steps"] >= (1 - TAIL) * steps]
+          or [upto[-1]["mean_return"]]), upto[-1]["iteration"])
+    out.append(f"  at equal steps, seed {seed}: {steps:,} steps, single path {at['single_path']}, "
+               f"vine {at['vine']} (mean return over the last {TAIL:.0%} of them)")
+  return out
+
+
 def _best_ng_step(task):
   """(best step size, {step size: final return}) over the sweep runs that exist."""
   finals = {s: _final(_run_dir(task, "natural_gradient", 0, f"-step{s}"), TASKS[task]["steps"])
@@ -292,6 +314,8 @@ def _summarize(stem, tasks, wall):
       lines.append(f"  {method:17s} {text}   ({len(done)}/{t['seeds']} runs; learner time "
                    f"{np.mean(secs) if secs else float('nan'):.0f} s per run)")
       lines += _running(_method_dirs(task, method, finished=False), t["steps"])
+    if {"single_path", "vine"} <= set(t["methods"]):
+      lines += _equal_steps(task)
   if wall is not None:
     lines.append(f"\nwall time of this invocation: {wall / 60:.1f} min on 2 cores")
   text = "\n".join(lines)
