@@ -169,9 +169,9 @@ def _running(run_dirs, steps):
 
 
 def _equal_steps(task):
-  """Vine against single path at equal simulator steps, seed by seed where both have run
-  (Section 8 compares them by simulator steps): the steps the shorter run has reached, and each
-  run's mean return over the last TAIL of them."""
+  """Vine (Section 5.2) against single path (Section 5.1) at equal simulator steps, which the
+  two spend differently per update, seed by seed where both have run: the steps the shorter run
+  has reached, and each run's updates and mean return over the last TAIL of them."""
   out = []
   for seed in range(TASKS[task]["seeds"]):
     logs = {m: [r for r in _log(_run_dir(task, m, seed)) if r["mean_return"] is not None]
@@ -179,9 +179,11 @@ def _equal_steps(task):
     if not all(logs.values()):
       continue
     steps = min(log[-1]["steps"] for log in logs.values())
+    uptos = {m: [r for r in log if r["steps"] <= steps] for m, log in logs.items()}
+    if not all(uptos.values()):   # the longer run's first update came after the shorter's last
+      continue
     at = {}
-    for m, log in logs.items():
-      upto = [r for r in log if r["steps"] <= steps]
+    for m, upto in uptos.items():
       at[m] = "{:.1f} ({} updates)".format(np.mean(
           [r["mean_return"] for r in upto if r["steps"] >= (1 - TAIL) * steps]
           or [upto[-1]["mean_return"]]), upto[-1]["iteration"])
