@@ -312,8 +312,10 @@ def _summarize(stem, tasks, wall):
       done = _method_dirs(task, method)
       fin = [_final(d, t["steps"]) for d in done]
       secs = [_log(d)[-1]["seconds"] for d in done]
+      iters = [_log(d)[-1]["iteration"] for d in done]
       text = (f"{np.mean(fin):9.1f} ± {np.std(fin):7.1f}" if fin else "        -          ")
-      lines.append(f"  {method:17s} {text}   ({len(done)}/{t['seeds']} runs; learner time "
+      lines.append(f"  {method:17s} {text}   ({len(done)}/{t['seeds']} runs; "
+                   + (f"{np.mean(iters):.0f} iterations, " if iters else "") + "learner time "
                    f"{np.mean(secs) if secs else float('nan'):.0f} s per run)")
       lines += _running(_method_dirs(task, method, finished=False), t["steps"])
     if {"single_path", "vine"} <= set(t["methods"]):
