@@ -10,7 +10,7 @@ in factors of three on seed 0 (as the paper did) and keeps the best by final ret
 seeds then run with that step. Writes results/figure4.csv (task, method, seed, steps,
 mean_return: every iteration of every run), results/figure4.txt (budgets, the chosen step
 sizes, the final return per method: mean ± std over seeds of the mean over the last 10% of the
-steps, and wall time) and results/figure4.png (mean and min–max band per method per task;
+steps, iterations and wall time) and results/figure4.png (mean and min–max band per method per task;
 needs matplotlib, `pip install -e ".[plots]"`).
 
 Cart-pole: the paper's "linear policy with six parameters" fits a continuous force and a
