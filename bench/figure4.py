@@ -10,8 +10,8 @@ in factors of three on seed 0 (as the paper did) and keeps the best by final ret
 seeds then run with that step. Writes results/figure4.csv (task, method, seed, steps,
 mean_return: every iteration of every run), results/figure4.txt (budgets, the chosen step
 sizes, the final return per method: mean ± std over seeds of the mean over the last 10% of the
-steps, iterations and wall time) and results/figure4.png (mean and min–max band per method per task;
-needs matplotlib, `pip install -e ".[plots]"`).
+steps, iterations and wall time) and results/figure4.png (mean and min–max band per method per
+task; needs matplotlib, `pip install -e ".[plots]"`).
 
 Cart-pole: the paper's "linear policy with six parameters" fits a continuous force and a
 Gaussian policy (4 weights + 1 bias + 1 log σ); Gymnasium's cart-pole with a continuous force is
@@ -311,8 +311,8 @@ def _summarize(stem, tasks, wall):
     for method in t["methods"]:
       done = _method_dirs(task, method)
       fin = [_final(d, t["steps"]) for d in done]
-      secs = [_log(d)[-1]["seconds"] for d in done]
-      iters = [_log(d)[-1]["iteration"] for d in done]
+      last = [_log(d)[-1] for d in done]
+      secs, iters = [r["seconds"] for r in last], [r["iteration"] for r in last]
       text = (f"{np.mean(fin):9.1f} ± {np.std(fin):7.1f}" if fin else "        -          ")
       lines.append(f"  {method:17s} {text}   ({len(done)}/{t['seeds']} runs; "
                    + (f"{np.mean(iters):.0f} iterations, " if iters else "") + "learner time "
