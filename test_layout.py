@@ -5,6 +5,7 @@ blank, comment and docstring lines, by Python's own tokenizer and parser.
 """
 
 import ast
+import csv
 import io
 import json
 import os
@@ -304,6 +305,21 @@ README_PHRASES += [
     ("Hopper: CEM 664 and CMA-ES 471 against single path's 1026; Walker: CMA-ES at the top (386)",
      "figure4.txt"),
     ("| 99 against 966 at 50k steps |", "figure4.txt"),
+    ("cart-pole (966; RWR 983, natural gradient 955) and Hopper\n  (1026; empirical FIM 1031)",
+     "figure4.txt"),
+    ("CEM leads (251 ± 107 against 113 ±\n  75", "figure4.txt"),
+    ("between 281 and 386 (CMA-ES\n  386 ± 80, natural gradient 372 ± 52, empirical FIM 321, single "
+     "path 314 ± 11, RWR 292, CEM\n  281)", "figure4.txt"),
+    ("(on Walker it learns to fall at once: −43)", "figure4.txt"),
+    ("all four tasks (47, 29, 186, 118)", "figure4.txt"),
+    ("natural gradient reaches 943 on Hopper against single path's\n  1026", "figure4.txt"),
+    ("gives 372 against single path's 314", "figure4.txt"),
+    ("on Hopper 0.81 / 2.43 give\n  973 / 682, on Walker 2.43 / 7.29 give 395 / 279 (seed 0)",
+     "figure4.txt"),
+    ("CEM\n  (664) and CMA-ES (471, separable)", "figure4.txt"),
+    ("(386 ± 80, all methods within noise", "figure4.txt"),
+    ("CMA-ES learns (561) while CEM", "figure4.txt"),
+    ("(104); on Swimmer", "figure4.txt"),
     ("Pong 17.8 (paper 20.9), Breakout 11.5 (10.8), Qbert 3822.4 (1973.5); BeamRider 742.7 "
      "(1425.2), Seaquest 765.7 (1908.6), SpaceInvaders 431.2 (568.4); Enduro 0.0 (534.6)",
      tuple(f"table1-{g}.txt" for g in (
@@ -398,6 +414,20 @@ def test_readme_enduro_iteration_without_steps_comes_from_its_log():
     log = [json.loads(line) for line in f]
   still = [i for i in range(len(log)) if all(d["kl"] == 0 for d in log[i:])]
   assert quoted and still and int(quoted[1]) == log[still[0]]["iteration"]
+
+
+def test_readme_figure4_iteration_counts_come_from_its_curves():
+  # One row of results/figure4.csv per iteration; a phrase check would accept any small count.
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    quoted = re.search(r"cart-pole (\d+),\s+Swimmer (\d+), Hopper (\d+) and Walker (\d+), "
+                       r"against single path's (\d+), (\d+), (\d+) and (\d+)", f.read())
+  with open(os.path.join(ROOT, "results", "figure4.csv"), encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  count = lambda task, method: sum(r["task"] == task and r["method"] == method and r["seed"] == "0"
+                                   for r in rows)
+  tasks = ("cartpole", "swimmer", "hopper", "walker")
+  assert quoted and [int(n) for n in quoted.groups()] == [
+      count(t, m) for m in ("vine", "single_path") for t in tasks]
 
 
 def test_readme_number_check_catches_a_changed_number():
