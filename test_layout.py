@@ -327,6 +327,17 @@ README_PHRASES += [
     ("(Pong 20.9, Breakout 34.2) | Pong −17.2, Breakout 8.0", ("table1-Pong.txt",
                                                                "table1-Breakout.txt")),
     ("vine's 200M, 224 and 257 hours", ("table1-Pong.txt", "table1-Breakout.txt")),
+    ("a mean return ≥ 0 comes at 247,808 steps and the return is above +19\n  from 600k on",
+     "ALE_Pong-v5-norm.txt"),
+    ("it plays NOOP with probability 0.99998", "table1-Breakout-stuck.txt"),
+    ("on the policy saved at 950k steps", "table1-Breakout-stuck.txt"),
+    ("4 of\n  the last 552 iterations took a step", "table1-Breakout-stuck.txt"),
+    ("single path at 218 (Pong) and 335\n  (Breakout) simulator steps/s and vine at 1,471 and 1,317",
+     ("table1-Pong-2M.txt", "table1-Breakout-2M.txt")),
+    ("would have taken 64 and 41 hours", ("table1-Pong-2M.txt", "table1-Breakout-2M.txt")),
+    ("38 and 42 hours vine", ("table1-Pong-2M.txt", "table1-Breakout-2M.txt")),
+    ("code at train/env-only 2.56 single path", "train_speed.txt"),
+    ("(18,432 steps in\n  17.4 s", "train_speed.txt"),
 ]
 # Phrases the README quotes from a file's last block ("its last block"): checked against that
 # block only, so that a newer run appended to the file fails the README's quote until it is updated.
