@@ -14,6 +14,8 @@ import tokenize
 
 import pytest
 
+import theory
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 LIBRARY = sorted(f[:-3] for f in os.listdir(ROOT)
                  if f.endswith(".py") and not f.startswith(("test_", "conftest")))
@@ -440,6 +442,30 @@ def test_readme_figure4_iteration_counts_come_from_its_curves():
   tasks = ("cartpole", "swimmer", "hopper", "walker")
   assert quoted and [int(n) for n in quoted.groups()] == [
       count(t, m) for m in ("vine", "single_path") for t in tasks]
+
+
+def test_readme_loglinear_numbers_come_from_theory():
+  # The worst relative drops are written with powers of ten, which the phrase check cannot read;
+  # the counterexample's numbers are computed here, as theory.py computes them.
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  sup = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+  drops = re.search(r"were −([\d.]+)·10⁻(.) \(δ = 10⁻³\), −([\d.]+)·10⁻(.) \(δ = 0.01\) and "
+                    r"−([\d.]+)·10⁻(.)\s+\(δ = 0.1\)", readme)
+  assert drops
+  with open(os.path.join(ROOT, "results", "theory.txt"), encoding="utf-8") as f:
+    worst = [float(line.split("=")[-1]) for line in f if line.startswith("TRPO step, log-linear")]
+  quoted = [-float(drops[i]) * 10.0 ** -int(drops[i + 1].translate(sup)) for i in (1, 3, 5)]
+  assert len(worst) == 3 and all(f"{q:.1e}" == f"{w:.1e}" for q, w in zip(quoted, worst))
+  step = re.search(r"single feature, γ = ([\d.]+),\s+δ = ([\d.]+): the step raises L by ([\d.]+) "
+                   r"with mean KL ([\d.]+), and η falls from −([\d.]+) to −([\d.]+)\.", readme)
+  mdp, theta, phi, delta = theory.counterexample_loglinear_decrease()
+  pi = theory.loglinear_policy(theta, phi)
+  new = theory.loglinear_policy(theory.trpo_step_loglinear(mdp, theta, phi, delta)[0], phi)
+  exact = [mdp["gamma"], delta, theory.surrogate_gain(mdp, pi, new),
+           (1 - mdp["gamma"]) * theory.visitation(mdp, pi) @ theory.kl(pi, new),
+           -theory.eta(mdp, pi), -theory.eta(mdp, new)]
+  assert step and all(_found(q, [v]) for q, v in zip(step.groups(), exact)), (step, exact)
 
 
 def test_readme_number_check_catches_a_changed_number():
