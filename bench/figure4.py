@@ -126,7 +126,6 @@ def _keep(run_dir):
     copy_run(run_dir, _kept(run_dir))
 
 
-
 def _done(run_dir, steps):
   log = _log(run_dir)
   return bool(log) and log[-1]["steps"] >= steps
@@ -315,9 +314,9 @@ def _summarize(stem, tasks, wall):
       last = [_log(d)[-1] for d in done]
       secs, iters = [r["seconds"] for r in last], [r["iteration"] for r in last]
       text = (f"{np.mean(fin):9.1f} ± {np.std(fin):7.1f}" if fin else "        -          ")
-      lines.append(f"  {method:17s} {text}   ({len(done)}/{t['seeds']} runs; "
-                   + (f"{np.mean(iters):.0f} iterations, " if iters else "") + "learner time "
-                   f"{np.mean(secs) if secs else float('nan'):.0f} s per run)")
+      per_run = (f"; {np.mean(iters):.0f} iterations, learner time {np.mean(secs):.0f} s per run"
+                 if done else "")     # nothing to average before a run has finished
+      lines.append(f"  {method:17s} {text}   ({len(done)}/{t['seeds']} runs{per_run})")
       lines += _running(_method_dirs(task, method, finished=False), t["steps"])
     if {"single_path", "vine"} <= set(t["methods"]):
       lines += _equal_steps(task)
