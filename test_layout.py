@@ -464,6 +464,25 @@ def test_readme_loglinear_numbers_come_from_theory():
   assert step and all(_found(q, [v]) for q, v in zip(step.groups(), exact)), (step, exact)
 
 
+def test_readme_swimmer_table2_means_are_their_methods_own():
+  # "NAME m ± s" in the section against NAME's own line of the summary: the phrase check above
+  # accepts a number found anywhere in the file, such as another method's.
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  section = readme[readme.index("### Figure 4 at Table 2's sizes"):readme.index("### Table 1")]
+  with open(os.path.join(ROOT, "results", "figure4-table2.txt"), encoding="utf-8") as f:
+    block = next(b for b in f.read().split("\n\n") if b.startswith("swimmer_table2:"))
+  summary = {m: (a, b) for m, a, b in re.findall(r"(?m)^  (\w+) +([\d.]+) ± +([\d.]+)", block)}
+  names = {"single path": "single_path", "vine": "vine", "natural gradient": "natural_gradient",
+           "empirical fim": "empirical_fim", "cem": "cem", "cma-es": "cma", "rwr": "rwr",
+           "reps": "reps"}
+  quoted = re.findall(r"(?i)\b(single path|vine|natural gradient|empirical FIM|CEM|CMA-ES|RWR|REPS)"
+                      r"(?:'s)? ([\d.]+) ± ([\d.]+)", section)
+  assert len(quoted) >= 4
+  for name, mean, std in quoted:
+    assert summary[names[name.lower()]] == (mean, std), (name, mean, std)
+
+
 def test_readme_number_check_catches_a_changed_number():
   values = [float(n) for n in numbers("seed 0: mean 3507.2, first at 471,040 steps, −17.0")]
   assert numbers("3,507 and −17") == ["3507", "-17"]
