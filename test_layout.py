@@ -183,7 +183,7 @@ README_PHRASES = [
      "table1-Breakout.txt"),
     ("**Single path 39.2 ± 0.7, vine 67.6 ± 3.8 (seeds 0 and 1).**", "figure4-table2.txt"),
     ("on seed 1 vine ends at 71.4\n  against single path's 39.9", "figure4-table2.txt"),
-    ("CEM and CMA-ES (seed 0: 357.5 and 360.7)", "figure4-table2.txt"),
+    ("CEM 360.0 ± 2.4 (seeds 0 and 1) and CMA-ES 360.7 (seed 0)", "figure4-table2.txt"),
     ("Natural gradient 42.3 ± 4.0 and empirical FIM 38.7 ± 0.3 (seeds 0 and 1)",
      "figure4-table2.txt"),
     ("RWR 46.4, REPS 13.6 (REPS", "figure4-table2.txt"),
@@ -296,7 +296,7 @@ README_PHRASES = [
 README_PHRASES += [
     ("single path at or within noise of the top on cart-pole (966) and Hopper (1026), behind CEM "
      "on Swimmer (113 against 251), level with the others on Walker (314)", "figure4.txt"),
-    ("(10M steps): single path 39.2 and vine 67.6 (two seeds each), CEM 357.5, CMA-ES 360.7",
+    ("(10M steps): single path 39.2, vine 67.6 and CEM 360.0 (two seeds each), CMA-ES 360.7",
      "figure4-table2.txt"),
     ("0.99 reaches 254.3", "figure4-table2.txt"),
     ("level with single path on cart-pole (955) and Swimmer (124", "figure4.txt"),
