@@ -594,7 +594,11 @@ def test_async_environments_started_without_a_main_guard_say_how_to_fix_it(tmp_p
                     ".write(f'{type(e).__name__}: {e}')\n  raise\n")
   proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-  assert proc.wait(timeout=300) != 0
+  try:
+    status = proc.wait(timeout=300)
+  finally:
+    proc.kill()       # a hung script does not outlive the test
+  assert status != 0
   error = (tmp_path / f"error-{proc.pid}").read_text()
   assert error.startswith("ValueError: ") and "if __name__ == '__main__':" in error, error
 
