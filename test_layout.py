@@ -120,9 +120,13 @@ def test_no_private_names_across_modules():
         assert not pattern.search(line.split("#")[0]), f"{f}:{i}: {line.strip()}"
 
 
-def _readme_snippets():
+def _readme():
   with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    return re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+    return f.read()
+
+
+def _readme_snippets():
+  return re.findall(r"```python\n(.*?)```", _readme(), flags=re.S)
 
 
 def test_readme_has_python_snippets():
@@ -380,8 +384,7 @@ def _found(number, values):
 
 
 def test_readme_table_numbers_come_from_the_results_files():
-  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    readme = f.read()
+  readme = _readme()
   checked = 0
   for header, files, columns in README_TABLES:
     rows = _table_rows(readme, header)
@@ -406,8 +409,7 @@ def test_readme_table_numbers_come_from_the_results_files():
 
 
 def test_readme_last_block_numbers_come_from_the_last_block():
-  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    readme = f.read()
+  readme = _readme()
   for phrase, name in README_LAST_BLOCK:
     assert phrase in readme, phrase
     with open(os.path.join(ROOT, "results", name), encoding="utf-8") as f:
@@ -418,19 +420,17 @@ def test_readme_last_block_numbers_come_from_the_last_block():
 
 def test_readme_enduro_iteration_without_steps_comes_from_its_log():
   # Any iteration number is somewhere in a log, so the phrase check above cannot test this one.
-  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    quoted = re.search(r"from iteration (\d+) on no step was taken", f.read())
+  quoted = re.search(r"from iteration (\d+) on no step was taken", _readme())
   with open(os.path.join(ROOT, "results/table1/resume/Enduro-single_path/log.jsonl")) as f:
     log = [json.loads(line) for line in f]
-  still = [i for i in range(len(log)) if all(d["kl"] == 0 for d in log[i:])]
-  assert quoted and still and int(quoted[1]) == log[still[0]]["iteration"]
+  last_step = max(i for i, d in enumerate(log) if d["kl"] != 0)
+  assert quoted and int(quoted[1]) == log[last_step + 1]["iteration"]
 
 
 def test_readme_figure4_iteration_counts_come_from_its_curves():
   # One row of results/figure4.csv per iteration; a phrase check would accept any small count.
-  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    quoted = re.search(r"cart-pole (\d+),\s+Swimmer (\d+), Hopper (\d+) and Walker (\d+), "
-                       r"against single path's (\d+), (\d+), (\d+) and (\d+)", f.read())
+  quoted = re.search(r"cart-pole (\d+),\s+Swimmer (\d+), Hopper (\d+) and Walker (\d+), "
+                     r"against single path's (\d+), (\d+), (\d+) and (\d+)", _readme())
   with open(os.path.join(ROOT, "results", "figure4.csv"), encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
   count = lambda task, method: sum(r["task"] == task and r["method"] == method and r["seed"] == "0"
@@ -443,8 +443,7 @@ def test_readme_figure4_iteration_counts_come_from_its_curves():
 def test_readme_loglinear_numbers_come_from_theory():
   # The worst relative drops are written with powers of ten, which the phrase check cannot read;
   # the counterexample's numbers are computed here, as theory.py computes them.
-  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    readme = f.read()
+  readme = _readme()
   sup = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
   drops = re.search(r"were −([\d.]+)·10⁻(.) \(δ = 10⁻³\), −([\d.]+)·10⁻(.) \(δ = 0.01\) and "
                     r"−([\d.]+)·10⁻(.)\s+\(δ = 0.1\)", readme)
@@ -467,8 +466,7 @@ def test_readme_loglinear_numbers_come_from_theory():
 def test_readme_swimmer_table2_means_are_their_methods_own():
   # "NAME m ± s" in the section against NAME's own line of the summary: the phrase check above
   # accepts a number found anywhere in the file, such as another method's.
-  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    readme = f.read()
+  readme = _readme()
   section = readme[readme.index("### Figure 4 at Table 2's sizes"):readme.index("### Table 1")]
   with open(os.path.join(ROOT, "results", "figure4-table2.txt"), encoding="utf-8") as f:
     block = next(b for b in f.read().split("\n\n") if b.startswith("swimmer_table2:"))
