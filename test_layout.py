@@ -481,6 +481,44 @@ def test_readme_swimmer_table2_means_are_their_methods_own():
     assert summary[names[name.lower()]] == (mean, std), (name, mean, std)
 
 
+def _probe(name):
+  """results/NAME (bench/policy_probe.py's output): {"steps": the checkpoint's steps, "ended":
+  [[(length, return)] per seed], "running": [steps per seed], "last": [the last window's line
+  split into words, per seed]}."""
+  with open(os.path.join(ROOT, "results", name), encoding="utf-8") as f:
+    text = f.read()
+  ended = re.findall(r"episodes ended \(length, return\): (\[.*?\]); the running one: (\d+) steps",
+                     text)
+  blocks = re.split(r"\n(?=\S+: \S+, \d+ steps of the stochastic policy, seed)", text)[1:]
+  last = [[line for line in b.split("\n") if line.startswith("steps ")][-1].split() for b in blocks]
+  return {"steps": int(re.search(r"checkpoint: ([\d,]+) steps", text)[1].replace(",", "")),
+          "ended": [ast.literal_eval(e) for e, _ in ended], "running": [int(r) for _, r in ended],
+          "last": last}
+
+
+def test_readme_breakout_stall_at_5m_comes_from_its_log_and_probe():
+  # The episodes of the paper-protocol run's last iterations, and what playing its saved policy
+  # found: counts and ranges that the phrase check would accept from anywhere in the files.
+  readme = " ".join(_readme().split())
+  with open(os.path.join(ROOT, "results/table1/resume/Breakout-single_path/log.jsonl")) as f:
+    eps = [d["episodes"] for d in map(json.loads, f) if "iteration" in d]
+  assert (f"the 100 before the last six had ended {min(eps[-106:-6])} to {max(eps[-106:-6])} "
+          f"episodes each, those six ended {', '.join(map(str, eps[-6:-1]))} and {eps[-1]}") in readme
+  probe = _probe("table1-Breakout-probe.txt")
+  lengths = [n for seed in probe["ended"] for n, _ in seed]
+  count = lambda line: sum(w[:7] == line for w in probe["last"])
+  times = {1: "once", 2: "twice", 3: "three times", 4: "four times"}
+  noop = count(["steps", "2900-", "2999", "mean", "p", "0.999906", "0.000093"])
+  paddle = sum(w[6] == "0.000000" and float(w[7]) + float(w[8]) > 0.99 for w in probe["last"])
+  assert noop + paddle == len(probe["last"]) == 4
+  assert (f"the policy saved at {probe['steps']:,} steps finished "
+          f"{min(map(len, probe['ended']))} to {max(map(len, probe['ended']))} episodes of "
+          f"{min(lengths)} to {max(lengths)} steps each and then waited to serve until the probe's "
+          f"end, {min(probe['running']):,} to {max(probe['running']):,} steps: {times[noop]} "
+          f"pressing NOOP with probability 0.999906 and FIRE with 9.3·10⁻⁵ a step, "
+          f"{times[paddle]} moving the paddle with FIRE below 10⁻⁶") in readme
+
+
 def test_readme_number_check_catches_a_changed_number():
   values = [float(n) for n in numbers("seed 0: mean 3507.2, first at 471,040 steps, −17.0")]
   assert numbers("3,507 and −17") == ["3507", "-17"]

@@ -1,15 +1,19 @@
 """The action probabilities of a saved discrete-action policy along one episode of its task.
 
-  python bench/policy_probe.py runs/table1/Breakout-single_path [--steps 3000] [--seed 7]
+  python bench/policy_probe.py runs/table1/Breakout-single_path [--steps 3000] [--seed 7 ...]
 
-Loads DIR/checkpoint.npz, plays the stochastic policy π_θ(·|s) (actions sampled, as in training)
-in one environment for --steps steps and prints, per window of 100 steps, the mean probability
-of each action and the smallest probability of each action in the window, then the episodes
-that ended and their returns. How the Breakout single-path run of Table 1 was found to wait
-forever for a serve: NOOP ≈ 1 and FIRE ≈ 2·10⁻⁵ in the waiting frame (README, Table 1).
+Loads DIR/checkpoint.npz and, for each --seed, plays the stochastic policy π_θ(·|s) (actions
+sampled, as in training) in one environment for --steps steps and prints, per window of 100
+steps, the mean probability of each action and the smallest probability of each action in the
+window, then the episodes that ended (their lengths and returns) and the one still running.
+With several seeds a last line counts the distinct (length, return) pairs: a near-deterministic
+policy in a deterministic game plays the same few episodes again and again.
+How the Breakout single-path run of Table 1 was found to wait forever for a serve: NOOP ≈ 1 and
+FIRE ≈ 2·10⁻⁵ in the waiting frame (README, Table 1).
 """
 
 import argparse
+import collections
 import os
 import sys
 
@@ -22,43 +26,60 @@ import sampling  # noqa: E402
 import rundir  # noqa: E402
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  ap.add_argument("run_dir")
-  ap.add_argument("--steps", type=int, default=3000)
-  ap.add_argument("--seed", type=int, default=7)
-  args = ap.parse_args()
-  saved = rundir.load_policy(args.run_dir, args.seed)
-  cfg, venv, obs, policy = saved["config"], saved["env"], saved["obs"], saved["policy"]
+def probe(run_dir, steps, seed):
+  """Plays the saved policy for `steps` steps: {"env", "names", "probs" [steps, actions],
+  "episodes" [(length, return)] of those that ended, "running" (steps, return) of the last}."""
+  saved = rundir.load_policy(run_dir, seed)
+  venv, obs, policy = saved["env"], saved["obs"], saved["policy"]
   params, stats = saved["params"], saved["stats"]
-  if policy["dist"]["name"] != "categorical":
-    venv.close()
-    sys.exit(f"policy_probe: needs a categorical policy, the run's is {policy['dist']['name']}")
-  try:   # ALE games name their actions; other tasks get numbers
-    names = list(venv.unwrapped.call("get_action_meanings")[0])
-  except AttributeError:
-    names = [str(a) for a in range(venv.single_action_space.n)]
-  rng, probs, ended, ret = np.random.default_rng(args.seed), [], [], 0.0
   try:
-    for t in range(args.steps):
+    if policy["dist"]["name"] != "categorical":
+      sys.exit(f"policy_probe: needs a categorical policy, the run's is {policy['dist']['name']}")
+    try:   # ALE games name their actions; other tasks get numbers
+      names = list(venv.unwrapped.call("get_action_meanings")[0])
+    except AttributeError:
+      names = [str(a) for a in range(venv.single_action_space.n)]
+    rng, probs, episodes, start, ret = np.random.default_rng(seed), [], [], 0, 0.0
+    for t in range(steps):
       x = sampling.normalize(stats, jnp.asarray(sampling.as_input(obs)))
       p = np.asarray(jax.nn.softmax(policy["apply"](params, x)["logits"], -1), np.float64)[0]
       probs.append(p)
       obs, r, term, trunc, _ = venv.step(np.array([rng.choice(len(p), p=p / p.sum())]))
       ret += float(r[0])
       if term[0] or trunc[0]:
-        ended.append((t + 1, ret))
-        ret = 0.0
+        episodes.append((t + 1 - start, ret))
+        start, ret = t + 1, 0.0
   finally:
     venv.close()
-  probs = np.array(probs)
-  print(f"{args.run_dir}: {cfg['env']}, {args.steps} steps of the stochastic policy, seed "
-        f"{args.seed}; actions {names}")
-  for lo in range(0, args.steps, 100):
-    w = probs[lo:lo + 100]
-    print(f"steps {lo:5d}-{lo + len(w) - 1:5d}  mean p " + " ".join(f"{x:.6f}" for x in w.mean(0))
-          + "  min p " + " ".join(f"{x:.1e}" for x in w.min(0)))
-  print(f"episodes ended (step, return): {ended}; return of the unfinished one so far: {ret}")
+  return {"env": saved["config"]["env"], "names": names, "probs": np.array(probs),
+          "episodes": episodes, "running": (steps - start, ret)}
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("run_dir")
+  ap.add_argument("--steps", type=int, default=3000)
+  ap.add_argument("--seed", type=int, nargs="+", default=[7])
+  args = ap.parse_args()
+  print("$ python bench/policy_probe.py " + " ".join(sys.argv[1:]))
+  print(f"checkpoint: {int(rundir.load_checkpoint(args.run_dir)[1]['steps']):,} steps")
+  seen = collections.Counter()
+  for seed in args.seed:
+    out = probe(args.run_dir, args.steps, seed)
+    print(f"{args.run_dir}: {out['env']}, {args.steps} steps of the stochastic policy, seed "
+          f"{seed}; actions {out['names']}")
+    probs = out["probs"]
+    for lo in range(0, args.steps, 100):
+      w = probs[lo:lo + 100]
+      print(f"steps {lo:5d}-{lo + len(w) - 1:5d}  mean p " + " ".join(f"{x:.6f}" for x in w.mean(0))
+            + "  min p " + " ".join(f"{x:.1e}" for x in w.min(0)))
+    print(f"episodes ended (length, return): {out['episodes']}; the running one: "
+          f"{out['running'][0]} steps, return {out['running'][1]}")
+    seen.update(out["episodes"])
+  if len(args.seed) > 1:
+    total = sum(seen.values())
+    print(f"seeds {args.seed}: {total} episodes ended, {len(seen)} distinct (length, return): "
+          + ", ".join(f"{k} ×{n}" for k, n in seen.most_common()))
 
 
 if __name__ == "__main__":
