@@ -4,8 +4,8 @@
 
 Loads DIR/checkpoint.npz and, for each --seed, plays the stochastic policy π_θ(·|s) (actions
 sampled, as in training) in one environment for --steps steps and prints, per window of 100
-steps, the mean probability of each action and the smallest probability of each action in the
-window, then the episodes that ended (their lengths and returns) and the one still running.
+steps, the mean probability of each action, the smallest probability of each action and the
+mean entropy of π_θ(·|s) in nats (log 4 = 1.386 is uniform over 4 actions) in the window, then the episodes that ended (their lengths and returns) and the one still running.
 With several seeds a last line counts the distinct (length, return) pairs: a near-deterministic
 policy in a deterministic game plays the same few episodes again and again.
 How the Breakout single-path run of Table 1 was found to wait forever for a serve: NOOP ≈ 1 and
@@ -28,7 +28,8 @@ import rundir  # noqa: E402
 
 def probe(run_dir, steps, seed):
   """Plays the saved policy for `steps` steps: {"env", "names", "probs" [steps, actions],
-  "episodes" [(length, return)] of those that ended, "running" (steps, return) of the last}."""
+  "entropy" [steps], "episodes" [(length, return)] of those that ended, "running" (steps,
+  return) of the last}."""
   saved = rundir.load_policy(run_dir, seed)
   venv, obs, policy = saved["env"], saved["obs"], saved["policy"]
   params, stats = saved["params"], saved["stats"]
@@ -39,11 +40,13 @@ def probe(run_dir, steps, seed):
       names = list(venv.unwrapped.call("get_action_meanings")[0])
     except AttributeError:
       names = [str(a) for a in range(venv.single_action_space.n)]
-    rng, probs, episodes, start, ret = np.random.default_rng(seed), [], [], 0, 0.0
+    rng, probs, entropy, episodes, start, ret = np.random.default_rng(seed), [], [], [], 0, 0.0
     for t in range(steps):
       x = sampling.normalize(stats, jnp.asarray(sampling.as_input(obs)))
-      p = np.asarray(jax.nn.softmax(policy["apply"](params, x)["logits"], -1), np.float64)[0]
+      logp = jax.nn.log_softmax(policy["apply"](params, x)["logits"][0])
+      p = np.asarray(jnp.exp(logp), np.float64)
       probs.append(p)
+      entropy.append(float(-jnp.sum(jnp.exp(logp) * logp)))   # log_softmax: no 0·log 0
       obs, r, term, trunc, _ = venv.step(np.array([rng.choice(len(p), p=p / p.sum())]))
       ret += float(r[0])
       if term[0] or trunc[0]:
@@ -52,6 +55,7 @@ def probe(run_dir, steps, seed):
   finally:
     venv.close()
   return {"env": saved["config"]["env"], "names": names, "probs": np.array(probs),
+          "entropy": np.array(entropy),
           "episodes": episodes, "running": (steps - start, ret)}
 
 
@@ -63,23 +67,25 @@ def main():
   args = ap.parse_args()
   print("$ python bench/policy_probe.py " + " ".join(sys.argv[1:]))
   print(f"checkpoint: {int(rundir.load_checkpoint(args.run_dir)[1]['steps']):,} steps")
-  seen = collections.Counter()
+  seen, entropies = collections.Counter(), []
   for seed in args.seed:
     out = probe(args.run_dir, args.steps, seed)
     print(f"{args.run_dir}: {out['env']}, {args.steps} steps of the stochastic policy, seed "
           f"{seed}; actions {out['names']}")
-    probs = out["probs"]
     for lo in range(0, args.steps, 100):
-      w = probs[lo:lo + 100]
+      w = out["probs"][lo:lo + 100]
       print(f"steps {lo:5d}-{lo + len(w) - 1:5d}  mean p " + " ".join(f"{x:.6f}" for x in w.mean(0))
-            + "  min p " + " ".join(f"{x:.1e}" for x in w.min(0)))
+            + "  min p " + " ".join(f"{x:.1e}" for x in w.min(0))
+            + f"  entropy {out['entropy'][lo:lo + 100].mean():.4f}")
     print(f"episodes ended (length, return): {out['episodes']}; the running one: "
           f"{out['running'][0]} steps, return {out['running'][1]}")
     seen.update(out["episodes"])
+    entropies.append(out["entropy"].mean())
   if len(args.seed) > 1:
     total = sum(seen.values())
     print(f"seeds {args.seed}: {total} episodes ended, {len(seen)} distinct (length, return): "
-          + ", ".join(f"{k} ×{n}" for k, n in seen.most_common()))
+          + ", ".join(f"{k} ×{n}" for k, n in seen.most_common())
+          + f"; mean entropy {np.mean(entropies):.4f} nats")
 
 
 if __name__ == "__main__":
