@@ -183,7 +183,7 @@ README_PHRASES = [
     ("run averaged 712 steps/s", "table1-Pong.txt"),
     ("at 822 to\n  1363 steps/s, put the paper's single-path protocol at 10 to 17 hours",
      ("table1-BeamRider.txt", "table1-Enduro.txt")),
-    ("at 3,948,544 of its 5M steps the\n  score is 4.0 over its last 10% (first 10%: 3.2)",
+    ("the run's 5,001,216 steps score 4.1 over\n  their last 10% (first 10%: 3.4)",
      "table1-Breakout.txt"),
     ("**Single path 39.2 ± 0.7, vine 67.6 ± 3.8 (seeds 0 and 1).**", "figure4-table2.txt"),
     ("on seed 1 vine ends at 71.4\n  against single path's 39.9", "figure4-table2.txt"),
@@ -517,6 +517,47 @@ def test_readme_breakout_stall_at_5m_comes_from_its_log_and_probe():
           f"end, {min(probe['running']):,} to {max(probe['running']):,} steps: {times[noop]} "
           f"pressing NOOP with probability 0.999906 and FIRE with 9.3·10⁻⁵ a step, "
           f"{times[paddle]} moving the paddle with FIRE below 10⁻⁶") in readme
+
+
+def _power_of_ten(x):
+  """1.1·10⁻⁴ for 1.1e-4, as the README writes small numbers."""
+  mantissa, exponent = f"{x:.1e}".split("e")
+  return f"{mantissa}·10" + str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+def test_readme_breakout_fire_reset_episodes_come_from_its_probe_and_logs():
+  # The distinct episodes and entropies of both probes, and the two runs' last 10% of
+  # iterations in their logs (episodes per batch, value loss).
+  readme = " ".join(_readme().split())
+  summary = {}
+  for run, name in (("fire", "table1-Breakout-fire-reset-probe.txt"),
+                    ("paper", "table1-Breakout-probe.txt")):
+    with open(os.path.join(ROOT, "results", name), encoding="utf-8") as f:
+      line = f.read().strip().split("\n")[-1]
+    found = re.search(r": (\d+) episodes ended, (\d+) distinct \(length, return\): (.*); mean "
+                      r"entropy ([\d.]+) nats", line)
+    pairs = re.findall(r"\((\d+), ([\d.]+)\) ×(\d+)", found[3])
+    summary[run] = (found[1], found[2], pairs, found[4])
+  (ended, distinct, pairs, entropy), paper = summary["fire"], summary["paper"]
+  (l0, r0, n0), rest = pairs[0], pairs[1:]
+  quoted = (f"its saved policy ended {ended} episodes, and they were {distinct} episodes over and "
+            f"over: ({l0} steps, return {r0}) {n0} times, "
+            + ", ".join(f"({l}, {r}) {n} times" for l, r, n in rest[:-1])
+            + f" and ({rest[-1][0]}, {rest[-1][1]}) {rest[-1][2]} times; the paper-protocol "
+            f"policy's {paper[0]} were {paper[1]} different ones")
+  assert quoted in readme, quoted
+  assert (f"({entropy} nats of entropy a step, where uniform play has 1.386; the paper-protocol "
+          f"policy {paper[3]}, its waits included)") in readme
+  last = {}
+  for run, name in (("fire", "Breakout-single_path_fire_reset"), ("paper", "Breakout-single_path")):
+    with open(os.path.join(ROOT, "results/table1/resume", name, "log.jsonl")) as f:
+      log = [d for d in map(json.loads, f) if "iteration" in d]
+    tail = log[-(len(log) // 10):]
+    last[run] = [sum(d[k] for d in tail) / len(tail) for k in ("episodes", "vf_loss")]
+  assert (f"its batches held {last['fire'][0]:.1f} episodes each (the other run's "
+          f"{last['paper'][0]:.1f}), and its value function fit their returns almost exactly "
+          f"(mean `vf_loss` {_power_of_ten(last['fire'][1])} against "
+          f"{_power_of_ten(last['paper'][1])}; the two logs)") in readme
 
 
 def test_readme_number_check_catches_a_changed_number():
