@@ -418,11 +418,16 @@ def test_readme_last_block_numbers_come_from_the_last_block():
       assert _found(n, values), f"README {phrase!r}: {n} is not in the last block of results/{name}"
 
 
+def _table1_log(run):
+  """The iterations of results/table1/resume/RUN/log.jsonl, a committed Table 1 run's log."""
+  with open(os.path.join(ROOT, "results/table1/resume", run, "log.jsonl"), encoding="utf-8") as f:
+    return [d for d in map(json.loads, f) if "iteration" in d]
+
+
 def test_readme_enduro_iteration_without_steps_comes_from_its_log():
   # Any iteration number is somewhere in a log, so the phrase check above cannot test this one.
   quoted = re.search(r"from iteration (\d+) on no step was taken", _readme())
-  with open(os.path.join(ROOT, "results/table1/resume/Enduro-single_path/log.jsonl")) as f:
-    log = [json.loads(line) for line in f]
+  log = _table1_log("Enduro-single_path")
   last_step = max(i for i, d in enumerate(log) if d["kl"] != 0)
   assert quoted and int(quoted[1]) == log[last_step + 1]["iteration"]
 
@@ -500,15 +505,15 @@ def test_readme_breakout_stall_at_5m_comes_from_its_log_and_probe():
   # The episodes of the paper-protocol run's last iterations, and what playing its saved policy
   # found: counts and ranges that the phrase check would accept from anywhere in the files.
   readme = " ".join(_readme().split())
-  with open(os.path.join(ROOT, "results/table1/resume/Breakout-single_path/log.jsonl")) as f:
-    eps = [d["episodes"] for d in map(json.loads, f) if "iteration" in d]
+  eps = [d["episodes"] for d in _table1_log("Breakout-single_path")]
+  six = f"{', '.join(map(str, eps[-6:-1]))} and {eps[-1]}"
   assert (f"the 100 before the last six had ended {min(eps[-106:-6])} to {max(eps[-106:-6])} "
-          f"episodes each, those six ended {', '.join(map(str, eps[-6:-1]))} and {eps[-1]}") in readme
+          f"episodes each, those six ended {six}") in readme
   probe = _probe("table1-Breakout-probe.txt")
   lengths = [n for seed in probe["ended"] for n, _ in seed]
-  count = lambda line: sum(w[:7] == line for w in probe["last"])
   times = {1: "once", 2: "twice", 3: "three times", 4: "four times"}
-  noop = count(["steps", "2900-", "2999", "mean", "p", "0.999906", "0.000093"])
+  noop = sum(w[:7] == ["steps", "2900-", "2999", "mean", "p", "0.999906", "0.000093"]
+             for w in probe["last"])
   paddle = sum(w[6] == "0.000000" and float(w[7]) + float(w[8]) > 0.99 for w in probe["last"])
   assert noop + paddle == len(probe["last"]) == 4
   assert (f"the policy saved at {probe['steps']:,} steps finished "
@@ -522,7 +527,8 @@ def test_readme_breakout_stall_at_5m_comes_from_its_log_and_probe():
 def _power_of_ten(x):
   """1.1·10⁻⁴ for 1.1e-4, as the README writes small numbers."""
   mantissa, exponent = f"{x:.1e}".split("e")
-  return f"{mantissa}·10" + str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+  return f"{mantissa}·10" + str(int(exponent)).translate(str.maketrans("-0123456789",
+                                                                       "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 def test_readme_breakout_fire_reset_episodes_come_from_its_probe_and_logs():
@@ -550,8 +556,7 @@ def test_readme_breakout_fire_reset_episodes_come_from_its_probe_and_logs():
           f"policy {paper[3]}, its waits included)") in readme
   last = {}
   for run, name in (("fire", "Breakout-single_path_fire_reset"), ("paper", "Breakout-single_path")):
-    with open(os.path.join(ROOT, "results/table1/resume", name, "log.jsonl")) as f:
-      log = [d for d in map(json.loads, f) if "iteration" in d]
+    log = _table1_log(name)
     tail = log[-(len(log) // 10):]
     last[run] = [sum(d[k] for d in tail) / len(tail) for k in ("episodes", "vf_loss")]
   assert (f"its batches held {last['fire'][0]:.1f} episodes each (the other run's "

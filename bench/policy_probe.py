@@ -1,12 +1,13 @@
-"""The action probabilities of a saved discrete-action policy along one episode of its task.
+"""The action probabilities of a saved discrete-action policy along its episodes, from one or
+more seeds.
 
   python bench/policy_probe.py runs/table1/Breakout-single_path [--steps 3000] [--seed 7 ...]
 
 Loads DIR/checkpoint.npz and, for each --seed, plays the stochastic policy π_θ(·|s) (actions
 sampled, as in training) in one environment for --steps steps and prints, per window of 100
 steps, the mean probability of each action, the smallest probability of each action and the
-mean entropy of π_θ(·|s) in nats (log 4 = 1.386 is uniform over 4 actions) in the window, then the episodes that ended (their lengths and returns) and the one still running.
-With several seeds a last line counts the distinct (length, return) pairs: a near-deterministic
+mean entropy of π_θ(·|s) in nats (log 4 = 1.386 is uniform over 4 actions), then the episodes
+that ended (their lengths and returns) and the one still running. With several seeds a last line counts the distinct (length, return) pairs: a near-deterministic
 policy in a deterministic game plays the same few episodes again and again.
 How the Breakout single-path run of Table 1 was found to wait forever for a serve: NOOP ≈ 1 and
 FIRE ≈ 2·10⁻⁵ in the waiting frame (README, Table 1).
@@ -55,8 +56,7 @@ def probe(run_dir, steps, seed):
   finally:
     venv.close()
   return {"env": saved["config"]["env"], "names": names, "probs": np.array(probs),
-          "entropy": np.array(entropy),
-          "episodes": episodes, "running": (steps - start, ret)}
+          "entropy": np.array(entropy), "episodes": episodes, "running": (steps - start, ret)}
 
 
 def main():
