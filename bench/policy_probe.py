@@ -1,5 +1,4 @@
-"""The action probabilities of a saved discrete-action policy along its episodes, from one or
-more seeds.
+"""The action probabilities of a saved discrete-action policy along its episodes.
 
   python bench/policy_probe.py runs/table1/Breakout-single_path [--steps 3000] [--seed 7 ...]
 
