@@ -185,6 +185,7 @@ README_PHRASES = [
      ("table1-BeamRider.txt", "table1-Enduro.txt")),
     ("the run's 5,001,216 steps score 4.1 over\n  their last 10% (first 10%: 3.4)",
      "table1-Breakout.txt"),
+    ("Breakout run scored 4.1 with it against 11.5 without", "table1-Breakout.txt"),
     ("**Single path 39.2 ± 0.7, vine 67.6 ± 3.8 (seeds 0 and 1).**", "figure4-table2.txt"),
     ("on seed 1 vine ends at 71.4\n  against single path's 39.9", "figure4-table2.txt"),
     ("CEM 360.0 ± 2.4 and CMA-ES 360.4 ± 0.2 (seeds 0 and 1)", "figure4-table2.txt"),
