@@ -190,10 +190,12 @@ def reps_weights(feats, next_feats, rewards, not_done, init_feats, gamma, epsilo
 
 
 def _kl_info(policy, old_params, new_params, obs):
-  """The info dict of `trpo.step` for a weighted-ML update: mean KL(old ‖ new) on the batch."""
-  dist = policy["dist"]
-  kl = jnp.mean(dist["kl"](policy["apply"](old_params, obs), policy["apply"](new_params, obs)))
-  return {"kl": kl, "actual_improve": jnp.nan, "backtracks": 0, "accepted": True}
+  """The info dict of `trpo.step` for a weighted-ML update: mean KL(old ‖ new) and the old
+  policy's mean entropy on the batch."""
+  dist, old = policy["dist"], policy["apply"](old_params, obs)
+  kl = jnp.mean(dist["kl"](old, policy["apply"](new_params, obs)))
+  return {"kl": kl, "actual_improve": jnp.nan, "backtracks": 0, "accepted": True,
+          "entropy": policies.mean_entropy(dist, old)}
 
 
 def rwr_step(params, batch, policy, key, temperature=1.0, epochs=10, lr=1e-2):

@@ -203,6 +203,14 @@ FACTORED_CATEGORICAL = _distribution("factored_categorical", _factored_noise,
                                      _factored_kl, _factored_fisher_vp, _factored_mode)
 
 
+def mean_entropy(dist, mu):
+  """E_s[H(π(·|s))], the mean over µ's leading batch axis of the entropy in nats; NaN when the
+  distribution has no "entropy" (`trpo.step` needs only "log_prob", "kl" and "fisher_vp").
+  A diagnostic, not in the paper: it shows a policy collapsing towards deterministic play, where
+  the single-path gradient vanishes (log 4 = 1.386 is uniform over 4 actions)."""
+  entropy = dist.get("entropy")
+  return jnp.nan if entropy is None else jnp.mean(entropy(mu))
+
 
 def freeze(policy):
   """A hashable stand-in for a policy dict: (apply, the distribution's items). jit takes it as a

@@ -320,7 +320,8 @@ def iteration_record(state, result, seconds):
       "episodes": len(result["episodes"]), "mean_return": mean_return(result["episodes"]),
       "kl": float(info["kl"]), "surrogate_improve": float(info["actual_improve"]),
       "backtracks": int(info["backtracks"]), "accepted": bool(info["accepted"]),
-      "vf_loss": result["vf_loss"], "steps_per_second": result["steps"] / seconds,
+      "entropy": float(info.get("entropy", math.nan)), "vf_loss": result["vf_loss"],
+      "steps_per_second": result["steps"] / seconds,
       "seconds": state["seconds"]}
 
 
@@ -338,6 +339,7 @@ def format_record(record, eta=None):
   return (f"iter {record['iteration']:4d}  steps {record['steps']:9d}  episodes "
           f"{record['episodes']:4d}  return {ret:>9s}  kl {record['kl']:.5f}  "
           f"improve {record['surrogate_improve']:+.4f}  backtracks {record['backtracks']:2d}  "
+          f"entropy {record['entropy']:.3f}  "
           f"{record['steps_per_second']:7.0f} steps/s  {left}")
 
 

@@ -3,6 +3,7 @@ Section 8 comparison methods, against independent references (brute-force sums, 
 simulator, closed forms) and by training small runs."""
 
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -527,13 +528,16 @@ def test_comparison_methods_improve_cartpole(method, options, tmp_path):
   assert np.mean(returns[-2:]) > 2 * returns[0], returns
   if method == "max_kl":   # the max-KL constraint bounds the mean KL too
     assert all(h["kl"] <= 0.05 * (1 + 1e-4) for h in hist)
-  # The log is strict JSON: a quantity the method lacks (CEM/CMA have no KL) is null, not NaN.
+  # The log is strict JSON: a quantity the method lacks (CEM/CMA have no KL, and score
+  # deterministic candidates: no entropy) is null, not NaN.
   def no_constants(c):
     raise ValueError(c)
   logged = [json.loads(l, parse_constant=no_constants)
             for l in (tmp_path / "log.jsonl").read_text().splitlines()]
-  assert len(logged) == len(hist) and all((r["kl"] is None) == (method in ("cem", "cma"))
-                                          for r in logged)
+  assert len(logged) == len(hist) and all(
+      (r["kl"] is None) == (r["entropy"] is None) == (method in ("cem", "cma")) for r in logged)
+  # CartPole's two actions: the logged entropy is a categorical's, in (0, log 2].
+  assert all(0 < r["entropy"] <= math.log(2) + 1e-6 for r in logged if r["entropy"] is not None)
   # The checkpoint carries the search state: resuming continues, and --eval runs.
   train.train("CartPole-v1", steps=hist[-1]["steps"] + 1, out=str(tmp_path), resume=True,
               log=lambda s: None)

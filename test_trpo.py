@@ -313,6 +313,11 @@ def test_step_respects_the_kl_constraint(seed, delta, scale, name):
   kl = _mean_kl(policy, new, batch["obs"], old)
   assert kl <= delta * (1 + 1e-4) + 1e-7
   assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(new))
+  # info["entropy"]: the mean over the batch of π_θold's entropy (the closed form, itself checked
+  # against Monte Carlo above), not π_θnew's.
+  np.testing.assert_allclose(float(info["entropy"]),
+                             np.mean(np.asarray(policy["dist"]["entropy"](old), np.float64)),
+                             rtol=1e-5, atol=1e-6)
   if bool(info["accepted"]):
     batch_q = dict(batch, logp_q=policy["dist"]["log_prob"](old, batch["actions"]))
     gain = (trpo.surrogate(policy, new, batch_q) - trpo.surrogate(policy, params, batch_q))

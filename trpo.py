@@ -251,7 +251,7 @@ def update(policy, params, batch, key, *, delta, damping, backtrack_ratio, fishe
       "expected_improve": jnp.where(accepted, jnp.vdot(g, frac * full_step), 0.0),
       "actual_improve": improve, "backtracks": backtracks, "step_fraction": frac, "beta": beta,
       "sAs": sAs, "grad_norm": jnp.linalg.norm(g), "finite_batch": finite,
-      "bad_direction": ~good}
+      "bad_direction": ~good, "entropy": policies.mean_entropy(policy["dist"], batch["old_dist"])}
 
 
 def natural_gradient_update(policy, params, batch, key, *, step_size, damping, fisher, cg_iters,
@@ -275,7 +275,7 @@ def natural_gradient_update(policy, params, batch, key, *, step_size, damping, f
       "actual_improve": improve, "backtracks": jnp.asarray(0),
       "step_fraction": jnp.where(accepted, 1.0, 0.0), "beta": jnp.asarray(step_size),
       "sAs": sAs, "grad_norm": jnp.linalg.norm(g), "finite_batch": finite,
-      "bad_direction": ~good}
+      "bad_direction": ~good, "entropy": policies.mean_entropy(policy["dist"], batch["old_dist"])}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -395,7 +395,8 @@ def step(params, batch, policy, key=None, *, delta=0.01, damping=0.1, cg_iters=1
     "max_kl", "surrogate" (L(θ_old)), "expected_improve" (gᵀΔθ), "actual_improve"
     (L(θ_new) − L(θ_old)), "backtracks", "step_fraction", "beta", "sAs", "grad_norm",
     "finite_batch" (False: non-finite values under a caller's jit; no step), "bad_direction"
-    (sᵀAs ≤ 0 or non-finite, e.g. all advantages zero: no step).
+    (sᵀAs ≤ 0 or non-finite, e.g. all advantages zero: no step), "entropy" (the mean entropy
+    of π_θold over the batch's states: `policies.mean_entropy`).
 
   Raises:
     ValueError: an option outside its range, or a batch `check_batch` refuses.
