@@ -289,7 +289,8 @@ def search_train_iteration(cfg, run, state, carry, keys):
       cfg["population"], cfg["elite_frac"], extra)
   return {"params": unravel(jnp.asarray(mean, jnp.float32)), "vparams": state["vparams"],
           "stats": state["stats"], "search": search,
-          "info": {"kl": math.nan, "actual_improve": math.nan, "backtracks": 0, "accepted": True},
+          "info": {"kl": math.nan, "actual_improve": math.nan, "backtracks": 0, "accepted": True,
+                   "entropy": math.nan},
           "episodes": episodes, "steps": sum(n for _, n in episodes), "vf_loss": None}, carry
 
 

@@ -320,7 +320,7 @@ def iteration_record(state, result, seconds):
       "episodes": len(result["episodes"]), "mean_return": mean_return(result["episodes"]),
       "kl": float(info["kl"]), "surrogate_improve": float(info["actual_improve"]),
       "backtracks": int(info["backtracks"]), "accepted": bool(info["accepted"]),
-      "entropy": float(info.get("entropy", math.nan)), "vf_loss": result["vf_loss"],
+      "entropy": float(info["entropy"]), "vf_loss": result["vf_loss"],
       "steps_per_second": result["steps"] / seconds,
       "seconds": state["seconds"]}
 

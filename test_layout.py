@@ -66,8 +66,8 @@ def test_library_size_and_function_length():
   # local processes pinned to their own cores (parallel.local_cores) 8, a signal whose
   # KeyboardInterrupt Python drops in a gc callback still ending the run (train.main) 7, and
   # one landing between checkpoint and log line held back (rundir.in_record_iteration) 5, and
-  # the policy's mean entropy in every log record (policies.mean_entropy) 6.
-  assert sum(sizes.values()) <= 2336, sizes
+  # the policy's mean entropy in every log record (policies.mean_entropy) 7.
+  assert sum(sizes.values()) <= 2337, sizes
   for m in LIBRARY:
     source = _source(m)
     lines = code_lines(source)
