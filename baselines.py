@@ -3,8 +3,8 @@
 A separate file because these are not parts of TRPO: they are the paper's comparison points, and
 each uses the same policies (`policies.py`), environments (`envs.py`), sampling, run directory
 (`rundir.py`) and command line (`python train.py --method cem|cma|rwr|reps`) as TRPO. CEM,
-CMA-ES and REPS run in a training loop of their own (`train`); RWR differs from single-path
-TRPO only in its update (`rwr_step`) and runs in train.py's single-path loop.
+CMA-ES and REPS have iterations of their own (`iteration_for`), which train.py's loop runs;
+RWR differs from single-path TRPO only in its update (`rwr_step`) and runs as single path.
 
 Derivative-free search over the flat parameter vector θ, each candidate scored by the return of
 one episode of the deterministic policy (the mode of π_θ):
@@ -30,9 +30,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import envs as envs_lib
-import policies
 import rundir
 import sampling
+import trpo
 import value
 
 # The --method names of train.py run by `train` below. RWR samples and estimates advantages
@@ -120,7 +120,7 @@ def episode_return(env, policy, unravel, theta, stats, max_steps=100_000):
 
 @functools.partial(jax.jit, static_argnames=("policy", "epochs", "n_minibatches", "lr"))
 def _weighted_ml(params, obs, actions, weights, key, *, policy, epochs, n_minibatches, lr):
-  policy = policies.thaw(policy)
+  policy = trpo.thaw(policy)
   apply, dist = policy["apply"], policy["dist"]
   w = weights / jnp.mean(weights)
 
@@ -138,7 +138,7 @@ def weighted_ml(policy, params, obs, actions, weights, key, *, epochs=10, n_mini
   Gaussian policy its fixed point is weighted least squares for the mean and the weighted
   residual variance for σ² (what `test_weighted_ml_is_weighted_least_squares` checks).
   """
-  return _weighted_ml(params, obs, actions, weights, key, policy=policies.freeze(policy),
+  return _weighted_ml(params, obs, actions, weights, key, policy=trpo.freeze(policy),
                       epochs=epochs, n_minibatches=n_minibatches, lr=lr)
 
 
@@ -195,7 +195,7 @@ def _kl_info(policy, old_params, new_params, obs):
   dist, old = policy["dist"], policy["apply"](old_params, obs)
   kl = jnp.mean(dist["kl"](old, policy["apply"](new_params, obs)))
   return {"kl": kl, "actual_improve": jnp.nan, "backtracks": 0, "accepted": True,
-          "entropy": policies.mean_entropy(dist, old)}
+          "entropy": trpo.mean_entropy(dist, old)}
 
 
 def rwr_step(params, batch, policy, key, temperature=1.0, epochs=10, lr=1e-2):
@@ -334,19 +334,12 @@ def reps_iteration(cfg, run, state, obs, keys):
           "info": info, "episodes": episodes, "steps": T * cfg["num_envs"], "vf_loss": None}, obs
 
 
-def train(cfg, out=None, resume=False, log=print, overwrite=False, callback=None):
-  """Trains a policy with the comparison method cfg["method"] (a validated config of
-  `train.py`); the same run directory, log and return value as `train.train`."""
-  search = cfg["method"] in SEARCH
-  run, state, ckpt = rundir.start(cfg, out, resume, search, overwrite, log)
-  iteration = search_train_iteration if search else reps_iteration
-  try:
-    if search:
-      theta0 = np.asarray(ravel_pytree(rundir.init_state(cfg, run)["params"])[0])
-      state["search"] = _search_state(cfg, theta0, run["saved"], state["iteration"])
-    state, history = rundir.loop(cfg, state, run["obs"], functools.partial(iteration, cfg, run),
-                                 ckpt, log, search_arrays if search else None, callback)
-  finally:
-    run["env"].close()
-  return {"policy": run["policy"], "params": state["params"], "history": history,
-          "config": cfg, "state": state}
+def iteration_for(cfg, run, state):
+  """What train.py's loop needs to run the comparison method cfg["method"] (CEM, CMA-ES, REPS)
+  on `run` (what `rundir.start` builds): (iterate(state, carry, keys), the state with a search
+  method's "search" state, extra(state) -> the checkpoint's search arrays or None)."""
+  if cfg["method"] not in SEARCH:
+    return functools.partial(reps_iteration, cfg, run), state, None
+  theta0 = np.asarray(ravel_pytree(rundir.init_state(cfg, run)["params"])[0])
+  state = dict(state, search=_search_state(cfg, theta0, run["saved"], state["iteration"]))
+  return functools.partial(search_train_iteration, cfg, run), state, search_arrays

@@ -3,8 +3,8 @@
 DIR/checkpoint.npz holds the training state (flat policy and value parameters, the PRNG key,
 the counters, the observation statistics, a baseline's search state) and the run's config as
 JSON; it is rewritten atomically (a temporary file, then a rename) after every iteration.
-DIR/log.jsonl holds one JSON object per iteration. Both loops use these functions: the TRPO
-loop of `train.py` and the Section 8 baselines' loop of `baselines.py`; `load_policy` turns a
+DIR/log.jsonl holds one JSON object per iteration. train.py's loop writes them
+(`record_iteration`); resuming reads them back (`start`, `open_run`), and `load_policy` turns a
 saved run into a policy and its environment. `build` makes what a config describes (the
 environments, the policy of Appendix D that fits them, the value network).
 """
@@ -13,7 +13,6 @@ import json
 import math
 import os
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
@@ -275,72 +274,6 @@ def in_record_iteration(frame):
   while frame is not None and frame.f_code is not record_iteration.__code__:
     frame = frame.f_back
   return frame is not None
-
-
-def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None, callback=None):
-  """Runs `iterate` until cfg["steps"] environment steps are done (Section 6: "the algorithms
-  repeatedly perform the following steps"): the bookkeeping both training loops share.
-
-  iterate(state, carry, keys) -> (result, carry) performs one iteration with three fresh PRNG
-  keys; result holds the new "params", "vparams", "stats" (and "search" for a baseline), and
-  the iteration's "info" (of `trpo.step`), "episodes", "steps" and "vf_loss". carry is what
-  continues across iterations without being checkpointed (observations, a vine trunk). After
-  each iteration the state is checkpointed (with extra(state) arrays), its record logged, and
-  callback(record) called: a true result stops the run there. Returns (state, the records).
-  """
-  history, start = [], None
-  while state["steps"] < cfg["steps"]:
-    t0 = time.perf_counter()
-    key, *keys = jax.random.split(state["key"], 4)
-    result, carry = iterate(state, carry, keys)
-    # JAX dispatches asynchronously: wait for the update itself before reading the clock.
-    jax.block_until_ready((result["params"], result["vparams"], result["info"]))
-    seconds = time.perf_counter() - t0
-    state = dict(state, **{k: result[k] for k in ("params", "vparams", "stats", "search")
-                           if k in result},
-                 key=key, iteration=state["iteration"] + 1,
-                 steps=state["steps"] + result["steps"], seconds=state["seconds"] + seconds)
-    history.append(iteration_record(state, result, seconds))
-    if ckpt:
-      record_iteration(ckpt, state, cfg, history[-1], extra(state) if extra else None)
-    # The rate for the ETA leaves out this session's first iteration, which compiles.
-    start = start or (state["steps"], state["seconds"])
-    rate = (state["steps"] - start[0]) / max(state["seconds"] - start[1], 1e-9)
-    log(format_record(history[-1], max(0, cfg["steps"] - state["steps"]) / rate if rate else None))
-    if callback is not None and callback(history[-1]):
-      break
-  return state, history
-
-
-def iteration_record(state, result, seconds):
-  """The log record of an iteration (one line of log.jsonl)."""
-  info = result["info"]
-  return {
-      "iteration": state["iteration"], "steps": state["steps"],
-      "episodes": len(result["episodes"]), "mean_return": mean_return(result["episodes"]),
-      "kl": float(info["kl"]), "surrogate_improve": float(info["actual_improve"]),
-      "backtracks": int(info["backtracks"]), "accepted": bool(info["accepted"]),
-      "entropy": float(info["entropy"]), "vf_loss": result["vf_loss"],
-      "steps_per_second": result["steps"] / seconds,
-      "seconds": state["seconds"]}
-
-
-def mean_return(episodes):
-  """Mean return of the episodes that ended in this iteration; None if none did (a stalled or
-  long episode must not repeat an earlier iteration's number in the log)."""
-  return float(np.mean([r for r, _ in episodes])) if episodes else None
-
-
-def format_record(record, eta=None):
-  """The one line per iteration printed while training (eta: seconds left, None on the first
-  iteration, whose steps/s include JAX's compilation)."""
-  ret = "-" if record["mean_return"] is None else f"{record['mean_return']:9.2f}"
-  left = "compiling" if eta is None else f"eta {int(eta) // 60:d}m{int(eta) % 60:02d}s"
-  return (f"iter {record['iteration']:4d}  steps {record['steps']:9d}  episodes "
-          f"{record['episodes']:4d}  return {ret:>9s}  kl {record['kl']:.5f}  "
-          f"improve {record['surrogate_improve']:+.4f}  backtracks {record['backtracks']:2d}  "
-          f"entropy {record['entropy']:.3f}  "
-          f"{record['steps_per_second']:7.0f} steps/s  {left}")
 
 
 def load_policy(run_dir, seed, defaults=None, video=None, code=None):

@@ -12,19 +12,14 @@ continue across iterations. The policy is evaluated once per vector step by one 
 (`act`), compiled once per policy. Vine sampling (Section 5.2) is at the end of the module.
 """
 
-import concurrent.futures
 import functools
-import multiprocessing
-import os
-import threading
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import envs as envs_lib
-import policies
+import trpo
 
 # ----------------------------------------------------------------------------------------------
 # Running observation normalisation.
@@ -42,8 +37,8 @@ def obs_stats_update(stats, obs):
   obs = np.asarray(obs)
   n, mean = obs.shape[0], obs.mean(0, dtype=np.float64)
   if obs.dtype == np.uint8:
-    # Frames: E[x²] − E[x]² is exact here (squares ≤ 255² in float32, sums in float64) and 10×
-    # faster than numpy's two-pass var, which costs ~2 s on a 2,048-frame Atari batch.
+    # Frames: E[x²] − E[x]² is exact here (squares ≤ 255² in float32, sums in float64) and one
+    # pass, where numpy's two-pass var is slow on a batch of Atari frames.
     var = np.square(obs, dtype=np.float32).mean(0, dtype=np.float64) - mean**2
   else:
     var = obs.var(0, dtype=np.float64)   # two-pass: no cancellation when |mean| ≫ std
@@ -59,8 +54,7 @@ def normalize(stats, obs):
   """(obs − mean)/√(var + 1e-8), clipped to [−10, 10]; identity when stats is None.
 
   The clip keeps a never-seen observation from producing an extreme input; 1e-8 guards
-  constant dimensions. Compiled, so that the four operations are one pass over obs (on 2,048
-  Pong frames 0.046 s instead of 0.095 s op by op).
+  constant dimensions. Compiled, so that the four operations are one pass over obs, not four.
   """
   if stats is None:
     return obs
@@ -76,7 +70,7 @@ def normalize(stats, obs):
 
 @functools.partial(jax.jit, static_argnames=("policy",))
 def _act(params, stats, obs, noise, *, policy):
-  policy = policies.thaw(policy)
+  policy = trpo.thaw(policy)
   mu = policy["apply"](params, normalize(stats, obs))
   return policy["dist"]["mode"](mu) if noise is None else policy["dist"]["transform"](mu, noise)
 
@@ -84,7 +78,7 @@ def _act(params, stats, obs, noise, *, policy):
 def actor(policy):
   """`act` for one policy, frozen for jit once: (params, stats, obs, noise=None) -> a. Loops
   make it before they start, so that an environment step runs only the compiled call."""
-  frozen = policies.freeze(policy)
+  frozen = trpo.freeze(policy)
   return lambda params, stats, obs, noise=None: _act(params, stats, obs, noise, policy=frozen)
 
 
@@ -130,7 +124,7 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
   noise = rollout_noise(policy, params, obs, key, T)
   policy_act = actor(policy)
   # On the device once, not at every step's call: numpy float64 statistics (or a process's
-  # numpy parameters) were converted and copied in each call, 0.13 s of Pong's 256 steps.
+  # numpy parameters) would be converted and copied in each call.
   params, stats = jax.device_put((params, stats))
   for t in range(T):
     buf["obs"][t] = obs
@@ -296,62 +290,6 @@ def branch_returns(copies, snapshots, first_actions, policy, params, stats, nois
   return q, steps
 
 
-_WORKER = {}   # a branch worker process's own environment and policy (see `branch_pool`)
-
-
-def _alive(pid):
-  """Whether process `pid` runs (a zombie, killed but not yet reaped, counts as dead); True
-  where there is no /proc to ask (then workers end with their pool only)."""
-  try:
-    with open(f"/proc/{pid}/stat") as f:
-      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-  except OSError:
-    return not os.path.isdir("/proc")
-
-
-def _exit_with(parent):
-  """Ends this worker process once `parent` has died (checked every second): a SIGKILLed
-  learner cannot shut its pool down, and its workers must not run on without it."""
-  while _alive(parent):
-    time.sleep(1.0)
-  os._exit(0)
-
-
-def _branch_worker_init(parent, env_id, seed, copies, hidden, linear_policy, log_std_init,
-                        env_options):
-  threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-  _WORKER["copies"] = [envs_lib.make_single(env_id, seed, **env_options)[0]
-                       for _ in range(copies)]
-  env = _WORKER["copies"][0]
-  _WORKER["policy"] = envs_lib.policy_for(env.observation_space, env.action_space, hidden,
-                                          linear_policy, log_std_init)
-
-
-def _branch_worker(task):
-  snapshots, first_actions, params, stats, noise, horizon, gamma = task
-  return branch_returns(_WORKER["copies"], snapshots, first_actions, _WORKER["policy"], params,
-                        stats, noise, horizon, gamma)
-
-
-def branch_pool(env_id, seed, workers, copies=1, hidden=(64, 64), linear_policy=False,
-                log_std_init=0.0, env_options=None):
-  """A process pool that runs vine branches (`branch_returns`) on `workers` cores.
-
-  Each worker builds `copies` environments (`envs.make_single(env_id, seed, **env_options)`;
-  a factory and wrappers must then be module-level functions, which pickle) and the policy
-  functions (`envs.policy_for`, same architecture as the learner's) once; each task then
-  carries a group of branches (snapshots, first actions, common random numbers) and the
-  parameters, so a group computed in a worker equals the one computed in-process with as many
-  copies. Processes start by forkserver, since JAX is multithreaded, and end by themselves if
-  this process dies. Pass it to `vine(..., pool=)`; shut it down with `pool.shutdown()`.
-  """
-  return concurrent.futures.ProcessPoolExecutor(
-      workers, mp_context=multiprocessing.get_context("forkserver"),
-      initializer=_branch_worker_init,
-      initargs=(os.getpid(), env_id, seed, copies, tuple(hidden), linear_policy, log_std_init,
-                env_options or {}))
-
-
 def vine_trunk(env, trunk, policy, params, stats, keys, trunk_steps, n_states):
   """The vine trunk (Section 5.2): π_θ runs `trunk_steps` steps in the single environment `env`
   from `trunk` = {"obs", "ret", "len"} (episodes continue across calls; finished ones are
@@ -406,8 +344,9 @@ def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon
 
   The N·K branches run in lockstep groups of len(copies) environment copies (one policy call
   per step per group; default: the trunk's own environment, one branch at a time), or in the
-  worker processes of `pool` (from `branch_pool`, whose workers hold `copies` copies each; pass
-  the same number as `copies` here, e.g. [None] * C, so that the groups are the same).
+  worker processes of `pool` (from `workers.branch_pool`, whose workers hold `copies` copies
+  each; pass the same number as `copies` here, e.g. [None] * C, so that the groups are the
+  same).
 
   Returns (batch, trunk, episodes, simulator steps): batch = {"obs" [N, ...], "actions"
   [N, K, ...], "q" [N, K], "logp_q" [N, K] unless q == "all"} for `trpo.step`; episodes lists
@@ -439,7 +378,7 @@ def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon
     tasks = [(snaps[lo:lo + g], first[lo:lo + g], host[0], host[1],
               jax.tree_util.tree_map(lambda x: x[:, lo:lo + g], noise), horizon, gamma)
              for lo in range(0, n * k, g)]
-    results = list(pool.map(_branch_worker, tasks, chunksize=max(1, len(tasks) // 16)))
+    results = pool["map"](tasks)
     q_hat, used = np.concatenate([r for r, _ in results]), sum(u for _, u in results)
   envs_lib.set_state(env, end)           # the trunk carries on from where it stopped
   batch = {"obs": states, "actions": actions, "q": q_hat.reshape(n, k).astype(np.float32)}

@@ -22,6 +22,7 @@ import sampling
 import train
 import trpo
 import value
+import workers
 from test_trpo import CAT_MLP, OBS, _mean_kl, _obs, _params
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -338,14 +339,14 @@ def test_vine_surrogates_match_brute_force():
   # Eq. (15): every action once per state.
   all_actions = jnp.tile(jnp.arange(4), (3, 1))
   q_all = rng.normal(size=(3, 4))
-  got = float(trpo.vine_surrogate(policy, params, {"obs": obs, "actions": all_actions,
+  got = float(trpo.surrogate(policy, params, {"obs": obs, "actions": all_actions,
                                                    "q": jnp.asarray(q_all, jnp.float32)}))
   assert abs(got - np.mean([sum(p[n, a] * q_all[n, a] for a in range(4)) for n in range(3)])) < 1e-5
   # Eq. (16): K = 3 sampled actions, q uniform.
   acts = rng.integers(0, 4, size=(3, 3))
   q_k = rng.normal(size=(3, 3))
   logq = np.full((3, 3), np.log(0.25))
-  L = lambda q: float(trpo.vine_surrogate(policy, params, {
+  L = lambda q: float(trpo.surrogate(policy, params, {
       "obs": obs, "actions": jnp.asarray(acts), "q": jnp.asarray(q, jnp.float32),
       "logp_q": jnp.asarray(logq, jnp.float32)}))
   expected = np.mean([sum(p[n, acts[n, k]] / 0.25 * q_k[n, k] for k in range(3))
@@ -412,12 +413,12 @@ def test_lockstep_branches_and_worker_processes_equal_one_branch_at_a_time():
   copies = [env] + [envs.make_single("CartPole-v1", 0)[0] for _ in range(3)]
   envs.set_state(env, snap)
   lockstep = vine(copies=copies)
-  pool = sampling.branch_pool("CartPole-v1", 0, 2, copies=4, hidden=(8,))
+  pool = workers.branch_pool("CartPole-v1", 0, 2, copies=4, hidden=(8,))
   try:
     envs.set_state(env, snap)
     pooled = vine(copies=[None] * 4, pool=pool)
   finally:
-    pool.shutdown()
+    pool["shutdown"]()
     for c in copies:
       c.close()
   assert serial.keys() == pooled.keys() == lockstep.keys()
@@ -437,7 +438,7 @@ def test_step_consumes_vine_batches():
   new, info = trpo.step(params, batch, policy, delta=0.01)
   old = policy["apply"](params, obs)
   kl = _mean_kl(policy, new, obs, old)
-  gain = trpo.vine_surrogate(policy, new, batch) - trpo.vine_surrogate(policy, params, batch)
+  gain = trpo.surrogate(policy, new, batch) - trpo.surrogate(policy, params, batch)
   assert bool(info["accepted"]) and kl <= 0.01 * (1 + 1e-4) and float(gain) > 0
   with pytest.raises(ValueError, match=r"batch\['actions'\] must be of shape \[N, K\]"):
     trpo.step(params, dict(batch, actions=batch["actions"][:, :3]), policy)

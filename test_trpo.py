@@ -17,6 +17,7 @@ from jax.example_libraries import stax
 from jax.flatten_util import ravel_pytree
 
 import cg
+import fastconv
 import policies
 import trpo
 
@@ -217,10 +218,10 @@ def test_atari_cnn_parameter_count():
 
 @pytest.mark.parametrize("kernel, stride, shape", [((4, 4), (2, 2), (3, 11, 12, 4)),
                                                    ((3, 2), (1, 3), (2, 7, 9, 5)),
-                                                   ((4, 4), (2, 2), (policies.CONV_CHUNK + 5,
+                                                   ((4, 4), (2, 2), (fastconv.CONV_CHUNK + 5,
                                                                      11, 12, 4))])
 def test_conv_equals_lax_conv_and_its_derivatives(kernel, stride, shape):
-  # policies.conv against XLA's own convolution: outputs, and gradients in W, b and x (the last
+  # policies.conv (fastconv.conv_valid) against XLA's own convolution: outputs, and gradients in W, b and x (the last
   # case spans two chunks of the weight tangent, the second padded).
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   init, apply = policies.conv(6, kernel, stride)
@@ -255,7 +256,7 @@ def test_apply_in_chunks_equals_one_call(name):
   params = _params(policy, obs_shape, 0)
   obs = _obs(0, obs_shape, N)
   for size in (30, 48, N):
-    got = policies.apply_in_chunks(policy["apply"], params, obs, size)
+    got = trpo.apply_in_chunks(policy["apply"], params, obs, size)
     for g, w in zip(jax.tree_util.tree_leaves(got),
                     jax.tree_util.tree_leaves(policy["apply"](params, obs))):
       assert g.shape == w.shape

@@ -6,9 +6,9 @@
 
 Each iteration of the TRPO loop (`train`) reads top to bottom: sample with π_θold (single path,
 Section 5.1, or vine, Section 5.2), estimate advantages, take one `trpo.step`, refit the value
-function, log, checkpoint. `--method` picks one of the algorithms of Figure 4; the non-TRPO
-ones (CEM, CMA-ES, RWR, REPS) run in the loop of `baselines.py`. The run directory (checkpoint,
-log, loading a saved policy) is `rundir.py`.
+function, log, checkpoint (`loop`). `--method` picks one of the algorithms of Figure 4; the
+non-TRPO ones (CEM, CMA-ES, REPS) bring their own iteration from `baselines.py`, run by the same
+loop. The run directory (checkpoint, log, loading a saved policy) is `rundir.py`.
 """
 
 import argparse
@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +32,14 @@ import rundir
 import sampling
 import trpo
 import value
+import workers
 
 DEFAULTS = {
     "env": "CartPole-v1", "steps": 100_000, "seed": 0, "method": "single_path",
-    "delta": 0.01, "gamma": 0.99, "lam": 0.97, "batch": 2048, "num_envs": 8, "cg_iters": 10,
-    "damping": 0.1, "subsample": 0.1, "estimator": "gae", "hidden": (64, 64),
+    # The update's options: trpo's defaults (the paper's δ, k and Fisher subsample).
+    "delta": trpo.DELTA, "damping": trpo.DAMPING, "cg_iters": trpo.CG_ITERS,
+    "subsample": trpo.SUBSAMPLE,
+    "gamma": 0.99, "lam": 0.97, "batch": 2048, "num_envs": 8, "estimator": "gae", "hidden": (64, 64),
     "normalize_obs": False, "linear_policy": False, "vf_epochs": 10, "vf_lr": 1e-3,
     "vectorization": "auto", "log_std_init": 0.0,
     # The environment beyond its id (`envs.make`): gym.make keyword arguments, extra wrappers
@@ -202,6 +206,72 @@ def vine_iteration(cfg, run, state, trunk, keys):
           "episodes": episodes, "steps": n, "vf_loss": None}, trunk
 
 
+def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None, callback=None):
+  """Runs `iterate` until cfg["steps"] environment steps are done (Section 6: "the algorithms
+  repeatedly perform the following steps"), for every method.
+
+  iterate(state, carry, keys) -> (result, carry) performs one iteration with three fresh PRNG
+  keys; result holds the new "params", "vparams", "stats" (and "search" for a baseline), and
+  the iteration's "info" (of `trpo.step`), "episodes", "steps" and "vf_loss". carry is what
+  continues across iterations without being checkpointed (observations, a vine trunk). After
+  each iteration the state is checkpointed (with extra(state) arrays), its record logged, and
+  callback(record) called: a true result stops the run there. Returns (state, the records).
+  """
+  history, start = [], None
+  while state["steps"] < cfg["steps"]:
+    t0 = time.perf_counter()
+    key, *keys = jax.random.split(state["key"], 4)
+    result, carry = iterate(state, carry, keys)
+    # JAX dispatches asynchronously: wait for the update itself before reading the clock.
+    jax.block_until_ready((result["params"], result["vparams"], result["info"]))
+    seconds = time.perf_counter() - t0
+    state = dict(state, **{k: result[k] for k in ("params", "vparams", "stats", "search")
+                           if k in result},
+                 key=key, iteration=state["iteration"] + 1,
+                 steps=state["steps"] + result["steps"], seconds=state["seconds"] + seconds)
+    history.append(iteration_record(state, result, seconds))
+    if ckpt:
+      rundir.record_iteration(ckpt, state, cfg, history[-1], extra(state) if extra else None)
+    # The rate for the ETA leaves out this session's first iteration, which compiles.
+    start = start or (state["steps"], state["seconds"])
+    rate = (state["steps"] - start[0]) / max(state["seconds"] - start[1], 1e-9)
+    log(format_record(history[-1], max(0, cfg["steps"] - state["steps"]) / rate if rate else None))
+    if callback is not None and callback(history[-1]):
+      break
+  return state, history
+
+
+def iteration_record(state, result, seconds):
+  """The log record of an iteration (one line of log.jsonl)."""
+  info = result["info"]
+  return {
+      "iteration": state["iteration"], "steps": state["steps"],
+      "episodes": len(result["episodes"]), "mean_return": mean_return(result["episodes"]),
+      "kl": float(info["kl"]), "surrogate_improve": float(info["actual_improve"]),
+      "backtracks": int(info["backtracks"]), "accepted": bool(info["accepted"]),
+      "entropy": float(info["entropy"]), "vf_loss": result["vf_loss"],
+      "steps_per_second": result["steps"] / seconds,
+      "seconds": state["seconds"]}
+
+
+def mean_return(episodes):
+  """Mean return of the episodes that ended in this iteration; None if none did (a stalled or
+  long episode must not repeat an earlier iteration's number in the log)."""
+  return float(np.mean([r for r, _ in episodes])) if episodes else None
+
+
+def format_record(record, eta=None):
+  """The one line per iteration printed while training (eta: seconds left, None on the first
+  iteration, whose steps/s include JAX's compilation)."""
+  ret = "-" if record["mean_return"] is None else f"{record['mean_return']:9.2f}"
+  left = "compiling" if eta is None else f"eta {int(eta) // 60:d}m{int(eta) % 60:02d}s"
+  return (f"iter {record['iteration']:4d}  steps {record['steps']:9d}  episodes "
+          f"{record['episodes']:4d}  return {ret:>9s}  kl {record['kl']:.5f}  "
+          f"improve {record['surrogate_improve']:+.4f}  backtracks {record['backtracks']:2d}  "
+          f"entropy {record['entropy']:.3f}  "
+          f"{record['steps_per_second']:7.0f} steps/s  {left}")
+
+
 # Options a resumed run keeps: they define its task, its networks or its randomness. Every
 # other option may be changed on --resume (the change is printed).
 FIXED_ON_RESUME = ("env", "env_kwargs", "wrappers", "fire_reset", "seed", "method", "hidden",
@@ -210,16 +280,33 @@ FIXED_ON_RESUME = ("env", "env_kwargs", "wrappers", "fire_reset", "seed", "metho
 
 def branch_runners(cfg, env):
   """(copies, pool) for the vine branches: `vine_copies` environments stepped in lockstep
-  (the trunk's own `env` among them), or with vine_workers > 1 a `sampling.branch_pool` whose
+  (the trunk's own `env` among them), or with vine_workers > 1 a `workers.branch_pool` whose
   workers hold that many copies each (then copies only sets the group size)."""
   size = cfg["vine_copies"]
   if cfg["vine_workers"] > 1:
-    pool = sampling.branch_pool(cfg["env"], cfg["seed"], cfg["vine_workers"], size,
+    pool = workers.branch_pool(cfg["env"], cfg["seed"], cfg["vine_workers"], size,
                                 cfg["hidden"], cfg["linear_policy"], cfg["log_std_init"],
                                 rundir.env_options(cfg))
     return [env] + [None] * (size - 1), pool
   return [env] + [envs.make_single(cfg["env"], cfg["seed"], **rundir.env_options(cfg))[0]
                   for _ in range(size - 1)], None
+
+
+def method_iteration(cfg, run, state):
+  """What `loop` runs for cfg["method"]: {"iterate" (one iteration), "carry" (what continues
+  across iterations: observations, or the vine trunk), "state" (with a search method's state),
+  "extra" (the checkpoint's extra arrays, or None)}. Vine starts its branch copies or workers
+  in run (closed by `train`)."""
+  if cfg["method"] in baselines.METHODS:
+    iterate, state, extra = baselines.iteration_for(cfg, run, state)
+    return {"iterate": iterate, "carry": run["obs"], "state": state, "extra": extra}
+  run["update"] = policy_update(cfg)
+  if cfg["method"] != "vine":
+    return {"iterate": functools.partial(single_path_iteration, cfg, run), "carry": run["obs"],
+            "state": state, "extra": None}
+  run["copies"], run["pool"] = branch_runners(cfg, run["env"])
+  return {"iterate": functools.partial(vine_iteration, cfg, run), "state": state,
+          "carry": {"obs": run["obs"], "ret": 0.0, "len": 0}, "extra": None}
 
 
 def make_config(given, out, resume, note=print):
@@ -277,22 +364,18 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
   if jax.process_count() > 1 and cfg["method"] in ("vine",) + baselines.METHODS:
     raise ValueError(f"several processes run the single-path methods, not {cfg['method']!r}")
   log = log if jax.process_index() == 0 else (lambda line: None)   # one writer: process 0
-  if cfg["method"] in baselines.METHODS:
-    return baselines.train(cfg, out, resume, log, overwrite, callback)
-  vine = cfg["method"] == "vine"
-  run, state, ckpt = rundir.start(cfg, out, resume, vine, overwrite, log)
-  run["update"], run["pool"], run["copies"] = policy_update(cfg), None, [run["env"]]
-  iteration = functools.partial(vine_iteration if vine else single_path_iteration, cfg, run)
-  carry = {"obs": run["obs"], "ret": 0.0, "len": 0} if vine else run["obs"]
+  single_env = cfg["method"] == "vine" or cfg["method"] in baselines.SEARCH
+  run, state, ckpt = rundir.start(cfg, out, resume, single_env, overwrite, log)
+  run["pool"], run["copies"] = None, [run["env"]]
   try:
-    if vine:
-      run["copies"], run["pool"] = branch_runners(cfg, run["env"])
-    state, history = rundir.loop(cfg, state, carry, iteration, ckpt, log, callback=callback)
+    method = method_iteration(cfg, run, state)
+    state, history = loop(cfg, method["state"], method["carry"], method["iterate"], ckpt, log,
+                          method["extra"], callback)
   finally:
     for env in (e for e in run["copies"] if e is not None):
       env.close()
     if run["pool"] is not None:
-      run["pool"].shutdown()
+      run["pool"]["shutdown"]()
   if not history:
     log(f"nothing to do: the run has {state['steps']} steps (iteration {state['iteration']}) "
         f"of the {cfg['steps']} asked for; ask for more with steps (--steps)")

@@ -19,8 +19,19 @@ The variants compared in Section 8 are arguments or small functions, not modes:
 `fisher_vp_hessian` computes A·v by differentiating the mean KL twice, the "generic method"
 Appendix C.1 mentions; it is here to be compared with.
 
-A policy is a dict {"apply": apply(params, obs) -> µ, "dist": a distribution dict} (see
-`policies.py`; a distribution of your own works if it has "log_prob", "kl" and "fisher_vp").
+This file and cg.py are the whole update: they import nothing else of the project.
+
+The policy contract. A policy is a dict {"apply", "dist"} (`policies.py` builds them; any dict
+with these functions works):
+  apply(params, obs[N, ...]) -> µ   a pytree of distribution parameters with leading axis N.
+                                    Each state's µ must depend on that state alone (no batch
+                                    statistics, e.g. no centring on the batch mean): the line
+                                    search evaluates apply in chunks (`apply_in_chunks`).
+  dist["log_prob"](µ, a) -> [N]     log π(a|s).
+  dist["kl"](µ_old, µ) -> [N]       KL(old ‖ new) per state.
+  dist["fisher_vp"](µ, v) -> M v    M = ∂²kl(µ_old, µ)/∂µ² at µ = µ_old, applied to v (a pytree
+                                    like µ): the metric of Appendix C.1, Eq. (57).
+  dist["entropy"](µ) -> [N]         optional: without it info["entropy"] is NaN.
 A batch is a dict of arrays with a common leading axis N:
   "obs":      [N, *obs_shape]    states s_n
   "actions":  [N, ...]           actions a_n ~ q(·|s_n)
@@ -30,12 +41,11 @@ A batch is a dict of arrays with a common leading axis N:
   "logp_q":   [N], optional      log q(a_n|s_n) of the sampling distribution (default: q = π_old,
                                  the single-path case of Section 5.1)
 A vine batch (Section 5.2) has "q" [N, K] instead of "adv", "actions" [N, K, ...] and, for the
-self-normalised estimator of Eq. (16), "logp_q" [N, K] (see `vine_surrogate`).
+self-normalised estimator of Eq. (16), "logp_q" [N, K] (see `surrogate`).
 """
 
 import functools
 import math
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +53,17 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import cg
-import policies
+
+# The defaults of `update`, `step`, `natural_gradient_step` and of train.py: the paper's δ, CG
+# iterations and Fisher subsample (Appendix C.1, Table 2), and ours where it gives no value.
+DELTA = 0.01            # δ, the bound on the mean KL
+DAMPING = 0.1           # added to A in CG (A + damping·I); not in the paper, 0 disables it
+CG_ITERS = 10           # k, "We found k = 10 to be quite effective"
+SUBSAMPLE = 0.1         # the fraction of the batch for A·v, "10% of the data"
+MAX_BACKTRACKS = 10     # step lengths the line search tries before taking no step
+BACKTRACK_RATIO = 0.8   # the line search's shrink factor: the full step lands at KL ≈ δ, often a
+#                         hair above it, so 0.8 loses little where 0.5 would halve the step
+CHUNK = 128             # states per chunk in `apply_in_chunks`, at least
 
 # ----------------------------------------------------------------------------------------------
 # Objective and constraint (Eq. (11)–(16)).
@@ -51,31 +71,23 @@ import policies
 
 
 def surrogate(policy, params, batch):
-  """L(θ) = (1/N) Σₙ π_θ(aₙ|sₙ)/q(aₙ|sₙ) · Âₙ, the sample estimate of Eq. (14); a scalar.
+  """The sample estimate of L_θold(θ), a scalar: Eq. (14) for a single-path batch, Eq. (15) or
+  (16) for a vine batch.
 
-  batch: "obs" [N, ...], "actions" [N, ...], "adv" [N], "logp_q" [N].
-  """
-  return _surrogate_of_mu(policy, policy["apply"](params, batch["obs"]), batch)
-
-
-def vine_surrogate(policy, params, batch):
-  """The vine estimate of L_θold(θ) over a rollout set of N states with K actions each.
-
-  batch: "obs" [N, ...], "actions" [N, K, ...], "q" [N, K]. Without "logp_q", the all-actions
-  estimator of Eq. (15), for small discrete action spaces with a_1..a_K the whole action set:
-      L_n(θ) = Σₖ π_θ(aₖ|s_n) Q̂(s_n, aₖ).
-  With "logp_q" = log q(a_{n,k}|s_n) [N, K], the self-normalised importance-sampling estimator
-  of Eq. (16) (q = π_old on continuous tasks, uniform on Atari):
+  Single path, batch "obs" [N, ...], "actions" [N, ...], "adv" [N], "logp_q" [N]:
+      L(θ) = (1/N) Σₙ π_θ(aₙ|sₙ)/q(aₙ|sₙ) · Âₙ.
+  Vine, batch "obs" [N, ...], "actions" [N, K, ...], "q" [N, K], the mean over states of L_n:
+  without "logp_q", the all-actions estimator of Eq. (15) (a_1..a_K the whole action set)
+      L_n(θ) = Σₖ π_θ(aₖ|s_n) Q̂(s_n, aₖ);
+  with "logp_q" = log q(a_{n,k}|s_n) [N, K], the self-normalised estimator of Eq. (16)
       L_n(θ) = Σₖ wₖ Q̂(s_n, a_{n,k}) / Σₖ wₖ,   wₖ = π_θ(a_{n,k}|s_n) / q(a_{n,k}|s_n).
-  Returns the mean of L_n over the N states, a scalar.
   """
   return _surrogate_of_mu(policy, policy["apply"](params, batch["obs"]), batch)
 
 
 def _surrogate_of_mu(policy, mu, batch):
-  """L as a function of the network's outputs µ = µ_θ(sₙ), [N, ...] (L depends on θ only
-  through them): Eq. (14) for a single-path batch ("adv", `surrogate`), Eq. (15) or (16) for a
-  vine batch ("q", `vine_surrogate`)."""
+  """`surrogate` as a function of the network's outputs µ = µ_θ(sₙ), [N, ...] (L depends on θ
+  only through them)."""
   if "q" not in batch:
     logp = policy["dist"]["log_prob"](mu, batch["actions"])
     return jnp.mean(jnp.exp(logp - batch["logp_q"]) * batch["adv"])
@@ -95,6 +107,39 @@ def kl_per_state(policy, params, batch):
   """KL(π_old(·|sₙ) ‖ π_θ(·|sₙ)) for each state, [N]: the terms of D̄_KL in Eq. (12) (their
   mean) and of D_KL^max in Eq. (11) (their max). batch: "obs", "old_dist"."""
   return policy["dist"]["kl"](batch["old_dist"], policy["apply"](params, batch["obs"]))
+
+
+def mean_entropy(dist, mu):
+  """E_s[H(π(·|s))], the mean over µ's leading axis of the entropy in nats; NaN when the
+  distribution has no "entropy". A diagnostic, not in the paper: it shows a policy collapsing
+  towards deterministic play, where the single-path gradient vanishes."""
+  entropy = dist.get("entropy")
+  return jnp.nan if entropy is None else jnp.mean(entropy(mu))
+
+
+def apply_in_chunks(apply, params, obs, size=CHUNK):
+  """apply(params, obs) for obs [N, ...], computed in k chunks (`fori_loop`), k the largest
+  divisor of N up to N // size: the same µ [N, ...] when apply treats states independently (the
+  policy contract), while a chunk's activations stay in the CPU's cache. For passes that are not
+  differentiated: the line search of Appendix C evaluates one per candidate step. k < 2: one call.
+
+  Chunk j holds the states j, j + k, j + 2k, …: a batch sharded along its first axis over
+  devices or processes keeps each chunk's states where they are.
+  """
+  n = obs.shape[0]
+  k = next((k for k in range(n // size, 1, -1) if n % k == 0), 1)
+  if k < 2:
+    return apply(params, obs)
+  x = obs.reshape((n // k, k) + obs.shape[1:])
+
+  def body(j, mu):
+    chunk = apply(params, jax.lax.dynamic_index_in_dim(x, j, 1, keepdims=False))
+    return jax.tree_util.tree_map(
+        lambda m, c: jax.lax.dynamic_update_index_in_dim(m, c, j, 1), mu, chunk)
+  out = jax.eval_shape(apply, params, obs[:n // k])
+  mu = jax.lax.fori_loop(0, k, body, jax.tree_util.tree_map(
+      lambda s: jnp.zeros((s.shape[0], k) + s.shape[1:], s.dtype), out))
+  return jax.tree_util.tree_map(lambda m: m.reshape((n,) + m.shape[2:]), mu)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,10 +223,11 @@ def line_search(measure, x0, full_step, n_tries, ratio):
   return accepted, frac, tuple(stats), jnp.where(accepted, k - 1, k)
 
 
-def _prepare(policy, params, batch, key, n_sub):
+def _prepare(policy, params, batch, key, subsample):
   """The batch with µ_old and (single path) log q filled in, the surrogate's L(θ_old) and
-  g = ∇L(θ_old), the subsample of n_sub states on which A·v is computed ("we can
-  compute it on 10% of the data", Appendix C.1), and whether batch and params were finite.
+  g = ∇L(θ_old), the subsample (the fraction `subsample` of the states) on which A·v is
+  computed ("we can compute it on 10% of the data", Appendix C.1), and whether batch and params
+  were finite.
 
   One forward pass over the batch gives both µ_old and g: g = Jᵀ ∂L/∂µ, the pullback of the
   same linearisation (L depends on θ only through µ = µ_θ(sₙ)).
@@ -205,7 +251,8 @@ def _prepare(policy, params, batch, key, n_sub):
       v) for k, v in batch.items()}
   L0, dL_dmu = jax.value_and_grad(lambda m: _surrogate_of_mu(policy, m, batch))(mu)
   g = pullback(dL_dmu)[0]
-  n, sub = batch["obs"].shape[0], batch
+  n = batch["obs"].shape[0]
+  n_sub, sub = min(n, max(1, int(round(subsample * n)))), batch
   if n_sub < n:
     idx = jax.random.choice(key, n, (n_sub,), replace=False)
     sub = jax.tree_util.tree_map(lambda x: x[idx], batch)
@@ -215,18 +262,19 @@ def _prepare(policy, params, batch, key, n_sub):
 def _measure(policy, batch, L0, unravel):
   """p ↦ (L(p) − L(θ_old), KL(old ‖ p) per state) over the whole batch: the surrogate's gain
   (Eq. (14)-(16)) and the terms of D̄_KL (Eq. (12)) that the line search of Appendix C checks.
-  One forward pass, in chunks (`policies.apply_in_chunks`), gives both."""
+  One forward pass, in chunks (`apply_in_chunks`), gives both."""
   def measure(p):
-    mu = policies.apply_in_chunks(policy["apply"], unravel(p), batch["obs"])
+    mu = apply_in_chunks(policy["apply"], unravel(p), batch["obs"])
     return _surrogate_of_mu(policy, mu, batch) - L0, policy["dist"]["kl"](batch["old_dist"], mu)
   return measure
 
 
-def update(policy, params, batch, key, *, delta, damping, backtrack_ratio, fisher, constraint,
-           cg_iters, n_sub, max_backtracks):
-  """The TRPO update of Appendix C, traceable (see `step` for the arguments and the result)."""
-  flat0, unravel = ravel_pytree(params)
-  batch, (L0, g), sub, finite = _prepare(policy, params, batch, key, n_sub)  # g = ∇L(θ_old)
+def _direction(policy, params, batch, key, damping, fisher, cg_iters, subsample):
+  """Steps (1) and (2), shared by `update` and `natural_gradient_update`: {"batch" (prepared by
+  `_prepare`), "L0" = L(θ_old), "g", "s" ≈ (A + damping·I)⁻¹g by CG, "sAs", "good" (finite data
+  and 0 < sᵀAs < ∞: s can be used), "info" (the entries of info that do not depend on the
+  step)}."""
+  batch, (L0, g), sub, finite = _prepare(policy, params, batch, key, subsample)
   fvp = fisher(policy, params, sub)
   # Damping adds damping·I to A: it bounds the step along directions the (subsampled, finite-
   # sample) Fisher sees as flat, where A⁻¹ would blow up. Not in the paper; 0 disables it.
@@ -234,60 +282,91 @@ def update(policy, params, batch, key, *, delta, damping, backtrack_ratio, fishe
   s, As = cg.solve_with_product(A, g, iters=cg_iters)        # s ≈ A⁻¹g, and A s from CG
   sAs = jnp.vdot(s, As)
   good = finite & jnp.isfinite(sAs) & (sAs > 0) & jnp.all(jnp.isfinite(s))
+  info = {"surrogate": L0, "sAs": sAs, "grad_norm": jnp.linalg.norm(g), "finite_batch": finite,
+          "bad_direction": ~good, "entropy": mean_entropy(policy["dist"], batch["old_dist"])}
+  return {"batch": batch, "L0": L0, "g": g, "s": s, "sAs": sAs, "good": good, "info": info}
+
+
+def update(policy, params, batch, key, *, delta=DELTA, damping=DAMPING, cg_iters=CG_ITERS,
+           subsample=SUBSAMPLE, max_backtracks=MAX_BACKTRACKS, backtrack_ratio=BACKTRACK_RATIO,
+           fisher=fisher_vp_analytic, constraint=jnp.mean):
+  """The TRPO update of Appendix C, unchecked and traceable: (new_params, info), with the
+  arguments and result of `step` (which checks the input and compiles this). Under your own
+  `jax.jit`, close over the policy and keep the options Python values; cg_iters, subsample,
+  max_backtracks, fisher and constraint fix shapes and code:
+      jax.jit(lambda params, batch, key: trpo.update(policy, params, batch, key))
+  """
+  flat0, unravel = ravel_pytree(params)
+  d = _direction(policy, params, batch, key, damping, fisher, cg_iters, subsample)
   # β = √(2δ / sᵀAs): the step length at which the quadratic model ½ (βs)ᵀA(βs) equals δ.
-  beta = jnp.sqrt(2.0 * delta / jnp.where(good, sAs, 1.0))
-  full_step = beta * s
-  measure = _measure(policy, batch, L0, unravel)
+  beta = jnp.sqrt(2.0 * delta / jnp.where(d["good"], d["sAs"], 1.0))
+  full_step = beta * d["s"]
+  measure = _measure(policy, d["batch"], d["L0"], unravel)
 
   def accept(p):   # L improves and the (nonlinear) KL constraint holds
     improve, kls = measure(p)
     return (improve > 0) & (constraint(kls) <= delta), (improve, jnp.mean(kls), jnp.max(kls))
   accepted, frac, (improve, kl, max_kl), backtracks = line_search(
-      accept, flat0, full_step, jnp.where(good, max_backtracks, 0), backtrack_ratio)
+      accept, flat0, full_step, jnp.where(d["good"], max_backtracks, 0), backtrack_ratio)
   # `where`, not frac = 0: a rejected full_step may hold inf or NaN, and 0·NaN = NaN.
   new_flat = jnp.where(accepted, flat0 + frac * full_step, flat0)
-  return unravel(new_flat), {
-      "accepted": accepted, "kl": kl, "max_kl": max_kl, "surrogate": L0,
-      "expected_improve": jnp.where(accepted, jnp.vdot(g, frac * full_step), 0.0),
-      "actual_improve": improve, "backtracks": backtracks, "step_fraction": frac, "beta": beta,
-      "sAs": sAs, "grad_norm": jnp.linalg.norm(g), "finite_batch": finite,
-      "bad_direction": ~good, "entropy": policies.mean_entropy(policy["dist"], batch["old_dist"])}
+  return unravel(new_flat), dict(
+      d["info"], accepted=accepted, kl=kl, max_kl=max_kl, actual_improve=improve,
+      expected_improve=jnp.where(accepted, jnp.vdot(d["g"], frac * full_step), 0.0),
+      backtracks=backtracks, step_fraction=frac, beta=beta)
 
 
-def natural_gradient_update(policy, params, batch, key, *, step_size, damping, fisher, cg_iters,
-                            n_sub):
+def natural_gradient_update(policy, params, batch, key, *, step_size, damping=DAMPING,
+                            cg_iters=CG_ITERS, subsample=SUBSAMPLE, fisher=fisher_vp_analytic):
   """θ_new = θ_old + (1/λ)·A⁻¹g with a fixed step size 1/λ = step_size (Section 7): no KL
   constraint and no line search. Traceable; returns (new_params, info) like `update`."""
   flat0, unravel = ravel_pytree(params)
-  batch, (L0, g), sub, finite = _prepare(policy, params, batch, key, n_sub)
-  fvp = fisher(policy, params, sub)
-  A = lambda v: fvp(v) + damping * v
-  s, As = cg.solve_with_product(A, g, iters=cg_iters)
-  sAs = jnp.vdot(s, As)
-  good = finite & jnp.isfinite(sAs) & (sAs > 0) & jnp.all(jnp.isfinite(s))
-  cand = flat0 + step_size * s
-  accepted = good & jnp.all(jnp.isfinite(cand))
-  improve, kls = _measure(policy, batch, L0, unravel)(cand)
+  d = _direction(policy, params, batch, key, damping, fisher, cg_iters, subsample)
+  cand = flat0 + step_size * d["s"]
+  accepted = d["good"] & jnp.all(jnp.isfinite(cand))
+  improve, kls = _measure(policy, d["batch"], d["L0"], unravel)(cand)
   improve, kl, max_kl = (jnp.where(accepted, x, 0.0) for x in (improve, jnp.mean(kls),
                                                                jnp.max(kls)))
-  return unravel(jnp.where(accepted, cand, flat0)), {
-      "accepted": accepted, "kl": kl, "max_kl": max_kl, "surrogate": L0,
-      "actual_improve": improve, "backtracks": jnp.asarray(0),
-      "step_fraction": jnp.where(accepted, 1.0, 0.0), "beta": jnp.asarray(step_size),
-      "sAs": sAs, "grad_norm": jnp.linalg.norm(g), "finite_batch": finite,
-      "bad_direction": ~good, "entropy": policies.mean_entropy(policy["dist"], batch["old_dist"])}
+  return unravel(jnp.where(accepted, cand, flat0)), dict(
+      d["info"], accepted=accepted, kl=kl, max_kl=max_kl, actual_improve=improve,
+      backtracks=jnp.asarray(0), step_fraction=jnp.where(accepted, 1.0, 0.0),
+      beta=jnp.asarray(step_size))
+
+
+# ----------------------------------------------------------------------------------------------
+# Checked, compiled entry points.
+# ----------------------------------------------------------------------------------------------
+
+
+def freeze(policy):
+  """A hashable stand-in for a policy dict: (apply, the distribution's items). jit takes it as a
+  static argument, so that a policy's functions, the user's own included, are compile-time
+  constants without a registry looked up by name; `thaw` gives the dict back."""
+  return policy["apply"], tuple(sorted(policy["dist"].items()))
+
+
+def thaw(frozen):
+  """{"apply", "dist"} from `freeze`'s tuple."""
+  return {"apply": frozen[0], "dist": dict(frozen[1])}
+
+
+_TRACED = ("delta", "damping", "backtrack_ratio", "step_size")   # the rest fix shapes or code
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _compiled(fn, frozen_policy, static, params, batch, key, traced):
+def _jitted(fn, frozen_policy, static, params, batch, key, traced):
+  return fn(thaw(frozen_policy), params, batch, key, **dict(static), **traced)
+
+
+def _compiled(fn, policy, params, batch, key, options):
   """fn(policy, params, batch, key, **options) as one XLA computation: the policy's functions and
-  the integer and function options are compile-time constants, the float options traced."""
-  return fn(policies.thaw(frozen_policy), params, batch, key, **dict(static), **traced)
-
-
-# ----------------------------------------------------------------------------------------------
-# Checked entry points.
-# ----------------------------------------------------------------------------------------------
+  the integer and function options are compile-time constants, the float options traced (a new
+  δ does not recompile)."""
+  options = dict(fn.__kwdefaults__, **options)
+  static = tuple(sorted((k, v) for k, v in options.items() if k not in _TRACED))
+  traced = {k: float(v) for k, v in options.items() if k in _TRACED}
+  return _jitted(fn, freeze(policy), static, params, dict(batch),
+                 jax.random.PRNGKey(0) if key is None else key, traced)
 
 
 def _check(name, ok, allowed, value):
@@ -299,23 +378,25 @@ def _is_number(x):
   return isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(x)
 
 
-def check_options(delta=0.01, damping=0.1, cg_iters=10, subsample=0.1, max_backtracks=10,
-                  backtrack_ratio=0.8, step_size=1.0, fisher=fisher_vp_analytic,
-                  constraint=jnp.mean):
-  """Raises ValueError naming the first option of `step` outside its range."""
-  _check("fisher", callable(fisher), "a function (policy, params, batch) -> matvec, e.g. "
-         "fisher_vp_analytic", fisher)
-  _check("constraint", callable(constraint), "a function of the per-state KLs, e.g. jnp.mean "
-         "or jnp.max", constraint)
-  _check("delta", _is_number(delta) and delta > 0, "a finite number > 0", delta)
-  _check("damping", _is_number(damping) and damping >= 0, "a finite number >= 0", damping)
-  _check("cg_iters", isinstance(cg_iters, int) and cg_iters >= 1, "an integer >= 1", cg_iters)
-  _check("subsample", _is_number(subsample) and 0 < subsample <= 1, "in (0, 1]", subsample)
-  _check("max_backtracks", isinstance(max_backtracks, int) and max_backtracks >= 1,
-         "an integer >= 1", max_backtracks)
-  _check("backtrack_ratio", _is_number(backtrack_ratio) and 0 < backtrack_ratio < 1, "in (0, 1)",
-         backtrack_ratio)
-  _check("step_size", _is_number(step_size) and step_size > 0, "a finite number > 0", step_size)
+_ALLOWED = {   # option: (its test, what is allowed)
+    "fisher": (callable, "a function (policy, params, batch) -> matvec, e.g. fisher_vp_analytic"),
+    "constraint": (callable, "a function of the per-state KLs, e.g. jnp.mean or jnp.max"),
+    "delta": (lambda x: _is_number(x) and x > 0, "a finite number > 0"),
+    "damping": (lambda x: _is_number(x) and x >= 0, "a finite number >= 0"),
+    "cg_iters": (lambda x: isinstance(x, int) and x >= 1, "an integer >= 1"),
+    "subsample": (lambda x: _is_number(x) and 0 < x <= 1, "in (0, 1]"),
+    "max_backtracks": (lambda x: isinstance(x, int) and x >= 1, "an integer >= 1"),
+    "backtrack_ratio": (lambda x: _is_number(x) and 0 < x < 1, "in (0, 1)"),
+    "step_size": (lambda x: _is_number(x) and x > 0, "a finite number > 0"),
+}
+
+
+def check_options(**options):
+  """Raises ValueError naming the first option of `update` or `natural_gradient_update` that is
+  unknown or outside its range."""
+  for name, value in options.items():
+    _check("an option", name in _ALLOWED, f"one of {', '.join(_ALLOWED)}", name)
+    _check(name, _ALLOWED[name][0](value), _ALLOWED[name][1], value)
 
 
 def check_batch(policy, params, batch, fisher=fisher_vp_analytic):
@@ -348,24 +429,15 @@ def check_batch(policy, params, batch, fisher=fisher_vp_analytic):
     raise ValueError(f"the policy cannot be applied to batch['obs'] of shape {shape('obs')}: "
                      f"{type(e).__name__}: {e}") from e
   for k, leaf in ((k, x) for k in batch for x in jax.tree_util.tree_leaves(batch[k])):
-    if not isinstance(leaf, jax.core.Tracer) and jnp.issubdtype(jnp.result_type(leaf),
-                                                                 jnp.inexact):
-      # An array sharded over processes (`train.py --processes`): each checks its own part.
-      parts = [s.data for s in leaf.addressable_shards] if isinstance(leaf, jax.Array) else [leaf]
-      bad = sum(int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x)))) for x in parts)
+    inexact = jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    if inexact and not isinstance(leaf, jax.core.Tracer):
+      bad = int(jnp.sum(~jnp.isfinite(leaf)))   # one count however the array is placed
       if bad:
         raise ValueError(f"batch[{k!r}] contains {bad} non-finite value(s) (NaN or inf); the "
                          "update needs finite data")
 
 
-def _n_sub(batch, subsample):
-  n = int(np.shape(batch["obs"])[0])
-  return min(n, max(1, int(round(subsample * n))))
-
-
-def step(params, batch, policy, key=None, *, delta=0.01, damping=0.1, cg_iters=10,
-         subsample=0.1, max_backtracks=10, backtrack_ratio=0.8, fisher=fisher_vp_analytic,
-         constraint=jnp.mean):
+def step(params, batch, policy, key=None, **options):
   """One TRPO policy update, checked and jit-compiled: returns (new_params, info).
 
   Args:
@@ -373,21 +445,21 @@ def step(params, batch, policy, key=None, *, delta=0.01, damping=0.1, cg_iters=1
     batch: a dict of arrays with leading axis N (see the module docstring); a single-path batch
       (Section 5.1) needs only "obs", "actions" and "adv", a vine batch (Section 5.2) "obs",
       "actions" [N, K, ...] and "q" [N, K] (with "logp_q" [N, K]: Eq. (16); without: Eq. (15)).
-    policy: {"apply", "dist"} (a policy of `policies`, or your own with the same functions).
+    policy: {"apply", "dist"}, as the module docstring's contract says.
     key: a PRNG key choosing the Fisher subsample; pass a fresh one each iteration (the default
       PRNGKey(0) draws the same subsample for the same N).
-    delta: δ, the bound on the KL divergence (the paper uses 0.01 throughout).
-    damping: added to the Fisher matrix (A + damping·I) in CG; 0 for the exact Fisher.
-    cg_iters: k, the number of conjugate-gradient iterations (10 in the paper).
-    subsample: the fraction of the batch on which A·v is computed, in (0, 1] (0.1 in the paper).
-    max_backtracks: how many step lengths β·rᵏ the line search tries before giving up.
-    backtrack_ratio: r in (0, 1), the factor by which the line search shrinks the step. The
-      full step lands at KL ≈ δ by construction and often a hair above it, so a mild 0.8 loses
-      little where 0.5 would halve the step.
-    fisher: fisher_vp_analytic (JᵀMJ, Appendix C.1), fisher_vp_empirical (covariance of score
-      gradients) or fisher_vp_hessian (double differentiation of the mean KL).
-    constraint: the reduction of the per-state KLs bounded by δ: jnp.mean (D̄_KL, Eq. (12)) or
-      jnp.max (the max over the batch's states, Eq. (11)).
+    options: the keyword arguments of `update`, each defaulting to the constant of its name:
+      delta: δ, the bound on the mean KL (DELTA, the paper's 0.01).
+      damping: added to the Fisher matrix (A + damping·I) in CG (DAMPING); 0 for the exact one.
+      cg_iters: k, the number of conjugate-gradient iterations (CG_ITERS, the paper's 10).
+      subsample: the fraction of the batch on which A·v is computed, in (0, 1] (SUBSAMPLE, the
+        paper's 0.1).
+      max_backtracks: how many step lengths β·rᵏ the line search tries (MAX_BACKTRACKS).
+      backtrack_ratio: r in (0, 1), the line search's shrink factor (BACKTRACK_RATIO).
+      fisher: fisher_vp_analytic (JᵀMJ, Appendix C.1; the default), fisher_vp_empirical
+        (covariance of score gradients) or fisher_vp_hessian (double differentiation).
+      constraint: the reduction of the per-state KLs bounded by δ: jnp.mean (D̄_KL, Eq. (12);
+        the default) or jnp.max (the max over the batch's states, Eq. (11)).
 
   Returns:
     new_params (same structure as params; θ_old itself when no step is taken) and info, a dict
@@ -396,36 +468,21 @@ def step(params, batch, policy, key=None, *, delta=0.01, damping=0.1, cg_iters=1
     (L(θ_new) − L(θ_old)), "backtracks", "step_fraction", "beta", "sAs", "grad_norm",
     "finite_batch" (False: non-finite values under a caller's jit; no step), "bad_direction"
     (sᵀAs ≤ 0 or non-finite, e.g. all advantages zero: no step), "entropy" (the mean entropy
-    of π_θold over the batch's states: `policies.mean_entropy`).
+    of π_θold over the batch's states: `mean_entropy`).
 
   Raises:
-    ValueError: an option outside its range, or a batch `check_batch` refuses.
+    ValueError: an option unknown or outside its range, or a batch `check_batch` refuses.
   """
-  check_options(delta, damping, cg_iters, subsample, max_backtracks, backtrack_ratio,
-                fisher=fisher, constraint=constraint)
-  check_batch(policy, params, batch, fisher)
-  static = (("cg_iters", cg_iters), ("constraint", constraint), ("fisher", fisher),
-            ("max_backtracks", max_backtracks), ("n_sub", _n_sub(batch, subsample)))
-  traced = {"delta": float(delta), "damping": float(damping),
-            "backtrack_ratio": float(backtrack_ratio)}
-  return _compiled(update, policies.freeze(policy), static, params, dict(batch),
-                   jax.random.PRNGKey(0) if key is None else key, traced)
+  check_options(**options)
+  check_batch(policy, params, batch, options.get("fisher", fisher_vp_analytic))
+  return _compiled(update, policy, params, batch, key, options)
 
 
-def natural_gradient_step(params, batch, policy, key=None, *, step_size, damping=0.1,
-                          cg_iters=10, subsample=0.1, fisher=fisher_vp_analytic):
+def natural_gradient_step(params, batch, policy, key=None, *, step_size, **options):
   """θ + step_size·A⁻¹g (Section 7's natural gradient with a fixed step), checked and
-  jit-compiled; arguments and result as in `step` (info has no "expected_improve")."""
-  check_options(damping=damping, cg_iters=cg_iters, subsample=subsample, step_size=step_size,
-                fisher=fisher)
-  check_batch(policy, params, batch, fisher)
-  static = (("cg_iters", cg_iters), ("fisher", fisher), ("n_sub", _n_sub(batch, subsample)))
-  return _compiled(natural_gradient_update, policies.freeze(policy), static, params, dict(batch),
-                   jax.random.PRNGKey(0) if key is None else key,
-                   {"step_size": float(step_size), "damping": float(damping)})
-
-
-if __name__ == "__main__":
-  print("trpo.py holds the update only; train with: python train.py [--env ID] (see --help)",
-        file=sys.stderr)
-  sys.exit(2)
+  jit-compiled; options (damping, cg_iters, subsample, fisher) and result as in `step` (info
+  has no "expected_improve")."""
+  check_options(step_size=step_size, **options)
+  check_batch(policy, params, batch, options.get("fisher", fisher_vp_analytic))
+  return _compiled(natural_gradient_update, policy, params, batch, key,
+                   dict(options, step_size=step_size))

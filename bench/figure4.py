@@ -9,9 +9,10 @@ interrupted figure continues where it stopped. Natural gradient first sweeps its
 in factors of three on seed 0 (as the paper did) and keeps the best by final return; the other
 seeds then run with that step. Writes results/figure4.csv (task, method, seed, steps,
 mean_return: every iteration of every run), results/figure4.txt (budgets, the chosen step
-sizes, the final return per method: mean ± std over seeds of the mean over the last 10% of the
-steps, iterations and wall time) and results/figure4.png (mean and min–max band per method per
-task; needs matplotlib, `pip install -e ".[plots]"`).
+sizes, the final return per method: mean ± std over seeds of the mean return of the iterations
+that end at or after 90% of the budget, iterations and wall time) and results/figure4.png (the
+mean over seeds and a band of ± one standard deviation per method per task; needs matplotlib,
+`pip install -e ".[plots]"`).
 
 Cart-pole: the paper's "linear policy with six parameters" fits a continuous force and a
 Gaussian policy (4 weights + 1 bias + 1 log σ); Gymnasium's cart-pole with a continuous force is
@@ -98,7 +99,7 @@ PINNED = (("--delta", "0.01"), ("--gamma", "0.99"), ("--no-normalize-obs",))
 NG_STEPS = tuple(round(0.01 * 3**k, 6) for k in range(-2, 8))   # 0.0011 ... 21.87: factors of 3
 NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 (see _ng_sweep);
 # swimmer_table2 starts at 0.09 ... 0.81, around the best step of the smaller Swimmer runs
-TAIL = 0.1                                        # "final return": the last 10% of the steps
+TAIL = 0.1   # "final return": the iterations that end in the last 10% of the budget, its start included
 
 
 def _flags(t):
@@ -154,7 +155,8 @@ def _command(task, method, seed, run_dir, extra=()):
 
 
 def _final(run_dir, steps):
-  """Mean of the iterations' mean returns over the last TAIL of the step budget."""
+  """Mean of the iterations' mean returns over the iterations that end at or after (1 − TAIL)
+  of the step budget."""
   log = [r for r in _log(run_dir) if r["mean_return"] is not None]
   tail = [r["mean_return"] for r in log if r["steps"] >= (1 - TAIL) * steps]
   return float(np.mean(tail)) if tail else float("nan")
@@ -298,8 +300,9 @@ def _summarize(stem, tasks, wall):
       w.writerows(rows or [[r[k] for k in fields] for r in old_rows if r["task"] == task])
   os.replace(csv_path + ".tmp", csv_path)
   lines = ["$ python bench/figure4.py --tasks " + " ".join(stem_tasks),
-           f"final return = mean over the last {TAIL:.0%} of each run's steps of the iterations' "
-           "mean returns; mean ± std over seeds (runs complete / planned)"]
+           "final return = mean of a run's iterations' mean returns over the iterations that end "
+           f"at or after {1 - TAIL:.0%} of its budget; mean ± std over seeds (runs complete / "
+           "planned)"]
   for task in stem_tasks:
     t = TASKS[task]
     if task not in tasks or not any(_method_dirs(task, m, False) for m in t["methods"]):

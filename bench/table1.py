@@ -45,6 +45,10 @@ PAPER = {"BeamRider": (354, 1425.2, 859.5), "Breakout": (1.2, 10.8, 34.2),
          "Enduro": (0, 534.6, 430.8), "Pong": (-20.4, 20.9, 20.9),
          "Qbert": (157, 1973.5, 7732.5), "Seaquest": (110, 1908.6, 788.4),
          "SpaceInvaders": (179, 568.4, 450.2)}
+# A later TRPO for comparison: OpenAI Baselines' trpo_mpi at 10M steps, its published Atari
+# benchmark (github.com/openai/baselines, benchmarks_atari10M.htm).
+BASELINES_10M = {"BeamRider": 683, "Breakout": 14.98, "Enduro": 24.8, "Pong": 2.82, "Qbert": 2486,
+                 "Seaquest": 710, "SpaceInvaders": 458}
 FLAGS = {"single_path": ["--delta", "0.01", "--batch", "2048", "--lam", "0.95", "--normalize-obs"],
          "vine": ["--delta", "0.01", "--batch", "2048", "--normalize-obs", "--vine-q", "uniform",
                   "--vine-states", "64", "--vine-actions", "4", "--vine-horizon", "50",
@@ -201,7 +205,7 @@ def run_game(game, args):
   previous = _blocks(path)
   lines = [f"$ python bench/table1.py --game {game} --steps {args.steps}",
            f"{env}: random play {random}; paper (500 iterations): single path {paper[0]}, "
-           f"vine {paper[1]}"]
+           f"vine {paper[1]}; OpenAI Baselines trpo_mpi at 10M steps {BASELINES_10M[game]}"]
   for m in FLAGS:   # every method, so that summarising one run keeps the other's line
     curve = _curve(_run_dir(env, m), os.path.join(ROOT, "results", "table1", f"{game}-{m}.csv"))
     if m not in ("single_path", "vine") and not curve and m not in previous:

@@ -5,7 +5,7 @@
 Builds the same vine batch (Section 5.2: trunk, N states, K = 4 actions, T = 50) from the same
 key three ways: the branches one after another in this process (one policy call per branch
 step, as before lockstep), in lockstep groups of --copies environment copies (one policy call
-per step per group), and in a `sampling.branch_pool` of --workers processes holding --copies
+per step per group), and in a `workers.branch_pool` of --workers processes holding --copies
 copies each. Each is timed after one warm-up batch (process start, compilation). Prints how
 far the Q̂ estimates of lockstep are from one-at-a-time (float32 rounding of the batched policy
 call changes Gaussian actions in their last bits), whether the worker batch equals the lockstep
@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
 import sampling  # noqa: E402
+import workers  # noqa: E402
 
 
 def main():
@@ -37,7 +38,7 @@ def main():
   copies = [env] + [envs.make_single(args.env, 0)[0] for _ in range(args.copies - 1)]
   policy = envs.policy_for(env.observation_space, env.action_space, (64, 64), False, 0.0)
   params = policy["init"](jax.random.PRNGKey(0), env.observation_space.shape)
-  pool = sampling.branch_pool(args.env, 0, args.workers, args.copies)
+  pool = workers.branch_pool(args.env, 0, args.workers, args.copies)
   kw = dict(n_states=args.states, n_actions=4, horizon=50, gamma=0.99, trunk_steps=args.trunk)
   modes = {"one-at-a-time": {}, "lockstep": {"copies": copies},
            "workers": {"copies": [None] * args.copies, "pool": pool}}
@@ -53,7 +54,7 @@ def main():
       batches[name] = batch
       envs.set_state(env, snap)
   finally:
-    pool.shutdown()
+    pool["shutdown"]()
     for c in copies:
       c.close()
   q1, ql = batches["one-at-a-time"]["q"], batches["lockstep"]["q"]

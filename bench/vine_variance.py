@@ -3,8 +3,8 @@
 Section 5.2 claims the vine estimate of the objective "has much lower variance given the same
 number of Q-value samples". At a fixed policy, this script draws R independent batches of each
 kind, each costing about the same number of simulator steps, computes g = ∇_θ L(θ) for each
-(`trpo.surrogate` with the paper's discounted returns for single path; `trpo.vine_surrogate`
-for vine), and prints, per method, the signal-to-noise ratio |E g|² / tr Cov(g) (|E g|² estimated
+(`trpo.surrogate` on a single-path batch with the paper's discounted returns, and on a vine
+batch), and prints, per method, the signal-to-noise ratio |E g|² / tr Cov(g) (|E g|² estimated
 without bias as |ḡ|² − tr Cov/R) and the mean
 cosine between independent estimates; both are scale-free, so the two estimators (which differ
 by constant factors) can be compared. The last line is `vine/single_path SNR: X`.
@@ -90,7 +90,7 @@ def main():
     env.close()
     vb = {k: jnp.asarray(v) for k, v in vb.items()}
     vb["obs"] = sampling.normalize(stats, vb["obs"])
-    vine_grads.append(np.asarray(jax.grad(lambda f: trpo.vine_surrogate(policy, unravel(f), vb))(
+    vine_grads.append(np.asarray(jax.grad(lambda f: trpo.surrogate(policy, unravel(f), vb))(
         flat0)))
     vine_steps.append(used)
   sp_snr, sp_cos = stats_of(sp_grads)
