@@ -164,7 +164,8 @@ def test_atari_smoke():
 
 def test_42_pixel_frames_are_84_pixel_frames_averaged_2x2():
   # envs.atari_wrappers resizes to 42×42 by area; the 84×84 frames of Mnih et al. averaged over
-  # 2×2 blocks, which the network used to do itself, must be the same up to rounding.
+  # 2×2 blocks (what `policies.atari_cnn(pool=2)` does to 84×84 frames) must be the same up to
+  # rounding.
   made = []
   for size in (42, 84):
     env = gym.make("ALE/Pong-v5", frameskip=1, repeat_action_probability=0.0)

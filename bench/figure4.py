@@ -1,6 +1,7 @@
 """Figure 4 of the paper at this machine's scale: every Section 8 method on four tasks.
 
   python bench/figure4.py [--tasks cartpole swimmer hopper walker] [--jobs 2] [--plot-only | --redraw]
+  python bench/figure4.py --tasks swimmer_table2 --evaluate 10   # deterministic policies, like for like
 
 Each run is `python train.py --env ENV --method M --seed S --steps N --out
 runs/figure4/TASK/M-seedS FLAGS` (the task's FLAGS are the same for every method, so methods
@@ -34,6 +35,7 @@ from learning import ROOT, copy_run, read_log as _read_log, run_commands  # noqa
 
 sys.path.insert(0, ROOT)
 import plot  # noqa: E402  (the paper's method names)
+import train  # noqa: E402  (train.evaluate)
 
 METHODS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl", "cem", "cma",
            "rwr", "reps")
@@ -392,6 +394,36 @@ def _plot(stem):
   print(f"wrote results/{stem}.png")
 
 
+def evaluate(task, episodes):
+  """results/STEM-eval.txt: every finished run of the task (each method's runs, natural gradient
+  at its chosen step) evaluated as `python train.py --eval DIR --episodes K` does, the
+  deterministic policy (the mode of π) for `episodes` episodes; per method the mean ± std over
+  seeds of each run's mean return, and each run's mean. Like for like for every method: the
+  training returns of the summary are stochastic for the gradient methods and deterministic for
+  the parameter searches. Reads each run's committed copy when runs/ is gone."""
+  t = TASKS[task]
+  lines = [f"$ python bench/figure4.py --tasks {task} --evaluate {episodes}",
+           f"{task}: {t['env']}; deterministic policy, {episodes} episodes per run "
+           "(train.evaluate, seed 12345); mean ± std over seeds of each run's mean return"]
+  for method in t["methods"]:
+    means = []
+    for d in _method_dirs(task, method):
+      run = d if os.path.exists(os.path.join(d, "checkpoint.npz")) else _kept(d)
+      means.append(float(np.mean(train.evaluate(run, episodes=episodes))))
+      print(f"{os.path.basename(d)}: {means[-1]:.1f}", flush=True)
+    if means:
+      lines.append(f"  {method:17s} {np.mean(means):9.1f} ± {np.std(means):7.1f}   (per seed: "
+                   + ", ".join(f"{m:.1f}" for m in means) + ")")
+  path = os.path.join(ROOT, "results", f"{t['results']}-eval.txt")
+  blocks = {b.split(":")[0].split()[-1]: b for b in _previous(path, lambda f: f.read().split("\n\n"))
+            if b.strip()}
+  blocks[task] = "\n".join(lines)
+  with open(path + ".tmp", "w") as f:
+    f.write("\n\n".join(blocks[k].strip("\n") for k in sorted(blocks)) + "\n")
+  os.replace(path + ".tmp", path)
+  print("\n".join(lines))
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--tasks", nargs="+", choices=list(TASKS),
@@ -401,7 +433,13 @@ def main():
   ap.add_argument("--plot-only", action="store_true", help="summarise the existing runs")
   ap.add_argument("--redraw", action="store_true",
                   help="only redraw results/figure4.png from results/figure4.csv")
+  ap.add_argument("--evaluate", type=int, metavar="EPISODES",
+                  help="only evaluate the finished runs' deterministic policies")
   args = ap.parse_args()
+  if args.evaluate:
+    for task in args.tasks:
+      evaluate(task, args.evaluate)
+    return
   if args.redraw:
     for stem in dict.fromkeys(TASKS[t]["results"] for t in args.tasks):
       _plot(stem)

@@ -16,6 +16,9 @@ and frames are normalised per pixel by running statistics (--normalize-obs), bec
 in [0, 1] the CNN's features hardly vary between states and the policy learned only action
 frequencies (results/ALE_Pong-v5-gae-raw-frames.txt).
 
+Seeds other than 0 (--seed S) are named GAME-METHOD-seedS throughout (run directory, curve,
+committed copy, results/table1-GAME-seedS.txt), so that no seed overwrites another.
+
 Runs longer than a session: every summary (also `--summarize-only`, which can be run while a
 run goes on) copies each run's checkpoint and log to results/table1/resume/GAME-METHOD, to be
 committed; when runs/ is missing (a fresh checkout), the run is carried on from that copy.
@@ -66,12 +69,18 @@ def _command(env, seed, steps, method):
   """The train.py command line of one Table 1 run."""
   return [sys.executable, os.path.join(ROOT, "train.py"), "--env", env, "--method", METHOD[method],
           "--seed", str(seed), "--steps", str(steps), "--out",
-          _run_dir(env, method)] + FLAGS[method]
+          _run_dir(env, method, seed)] + FLAGS[method]
 
 
-def _run_dir(env, method):
-  """runs/table1/GAME-METHOD for env ALE/GAME-v5."""
-  return os.path.join(ROOT, "runs", "table1", f"{env[4:-3]}-{method}")
+def _name(env, method, seed):
+  """GAME-METHOD for env ALE/GAME-v5 and seed 0 (the first runs' names), GAME-METHOD-seedS for
+  another seed: every seed's run directory, curve and committed copy apart."""
+  return f"{env[4:-3]}-{method}" + (f"-seed{seed}" if seed else "")
+
+
+def _run_dir(env, method, seed):
+  """runs/table1/GAME-METHOD[-seedS]."""
+  return os.path.join(ROOT, "runs", "table1", _name(env, method, seed))
 
 
 def _curve(run_dir, csv_path):
@@ -98,9 +107,9 @@ def _curve(run_dir, csv_path):
             for r in csv.DictReader(f)]
 
 
-def _kept(env, method):
-  """results/table1/resume/GAME-METHOD: a committed copy of a run's checkpoint and log."""
-  return os.path.join(ROOT, "results", "table1", "resume", f"{env[4:-3]}-{method}")
+def _kept(env, method, seed):
+  """results/table1/resume/GAME-METHOD[-seedS]: a committed copy of a run's checkpoint and log."""
+  return os.path.join(ROOT, "results", "table1", "resume", _name(env, method, seed))
 
 
 def _episode_mean(curve, lo, hi):
@@ -153,7 +162,7 @@ def figure(path, window=100_000):
   for ax, game in zip(axes.flat, sorted(PAPER)):
     random, *paper = PAPER[game]
     for m, color in zip(FLAGS, ("C0", "C1", "C2")):
-      curve = _curve(_run_dir(f"ALE/{game}-v5", m),
+      curve = _curve(_run_dir(f"ALE/{game}-v5", m, 0),
                      os.path.join(ROOT, "results", "table1", f"{game}-{m}.csv"))
       if curve:
         ends = range(window, curve[-1][0] + window, window)
@@ -184,13 +193,13 @@ def figure(path, window=100_000):
 def run_game(game, args):
   """Runs (or carries on) the game's runs of args.methods, then writes its summary."""
   env = f"ALE/{game}-v5"
-  runs = {m: _run_dir(env, m) for m in args.methods}
+  runs = {m: _run_dir(env, m, args.seed) for m in args.methods}
   cmds = {m: _command(env, args.seed, args.steps, m) for m in args.methods}
   if not args.summarize_only:
     todo = []
     for m in args.methods:
-      if not os.path.exists(runs[m]) and os.path.exists(_kept(env, m)):
-        copy_run(_kept(env, m), runs[m])   # runs/ is gone (a new machine): carry on the copy
+      if not os.path.exists(runs[m]) and os.path.exists(_kept(env, m, args.seed)):
+        copy_run(_kept(env, m, args.seed), runs[m])   # runs/ is gone: carry on the copy
       log = _log(runs[m])
       if log and log[-1]["steps"] >= args.steps:
         continue
@@ -201,19 +210,21 @@ def run_game(game, args):
         todo.append((m, cmds[m], runs[m]))
     run_commands(todo, args.jobs)
   random, *paper = PAPER[game]
-  path = os.path.join(ROOT, "results", f"table1-{game}.txt")
+  seed_tag = f"-seed{args.seed}" if args.seed else ""
+  path = os.path.join(ROOT, "results", f"table1-{game}{seed_tag}.txt")
   previous = _blocks(path)
   lines = [f"$ python bench/table1.py --game {game} --steps {args.steps}",
            f"{env}: random play {random}; paper (500 iterations): single path {paper[0]}, "
            f"vine {paper[1]}; OpenAI Baselines trpo_mpi at 10M steps {BASELINES_10M[game]}"]
   for m in FLAGS:   # every method, so that summarising one run keeps the other's line
-    curve = _curve(_run_dir(env, m), os.path.join(ROOT, "results", "table1", f"{game}-{m}.csv"))
+    curve = _curve(_run_dir(env, m, args.seed),
+                   os.path.join(ROOT, "results", "table1", f"{_name(env, m, args.seed)}.csv"))
     if m not in ("single_path", "vine") and not curve and m not in previous:
       continue   # a variant this game has not run
     command = " ".join(["python"] + _command(env, args.seed, args.steps, m)[1:])
     lines.append(f"  {m}: $ {command.replace(ROOT + '/', '')}")
-    if os.path.exists(os.path.join(_run_dir(env, m), "checkpoint.npz")):
-      copy_run(_run_dir(env, m), _kept(env, m))
+    if os.path.exists(os.path.join(_run_dir(env, m, args.seed), "checkpoint.npz")):
+      copy_run(_run_dir(env, m, args.seed), _kept(env, m, args.seed))
     if curve:
       lines.append(_score(curve, m))
     elif m in previous and "not run" not in previous[m]:
