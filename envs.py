@@ -20,6 +20,7 @@ four emulated frames and resize per step outweigh the round trip (async/sync 1.2
 
 import copy
 import os
+import warnings
 
 import ale_py
 import gymnasium as gym
@@ -32,6 +33,16 @@ import policies
 VECTORIZATION = ("auto", "sync", "async")
 
 gym.register_envs(ale_py)   # the ALE/... ids (importing ale_py registers them; this keeps it used)
+
+
+def _mujoco_warning(message):
+  """MuJoCo's warnings (an unstable simulation, which MuJoCo resets itself) as Python warnings,
+  once per kind, instead of MuJoCo's default: a MUJOCO_LOG.TXT in the working directory, outside
+  the run directory."""
+  warnings.warn(f"MuJoCo: {message.split(' Time =')[0]}", RuntimeWarning, stacklevel=2)
+
+
+mujoco.set_mju_user_warning(_mujoco_warning)
 
 
 def is_atari(env_id):

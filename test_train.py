@@ -633,3 +633,26 @@ def test_evaluation_records_a_video_and_the_same_episodes(tmp_path, capsys):
   assert video.stat().st_size > 1000 and video.read_bytes()[4:8] == b"ftyp"   # an MP4
   assert train.main(["--eval", run, "--video", str(tmp_path / "eval.avi")]) == 2
   assert "--video must name an .mp4 file" in capsys.readouterr().err
+
+
+def _blow_up_once(env):
+  """An extra wrapper that makes the simulation unstable once (velocities of 1e30 before the
+  20th step), so that MuJoCo warns."""
+  calls = [0]
+
+  def action(a):
+    calls[0] += 1
+    if calls[0] == 20:
+      env.unwrapped.data.qvel[:] = 1e30
+    return a
+  return gym.wrappers.TransformAction(env, action, env.action_space)
+
+
+def test_a_mujoco_run_writes_nothing_outside_its_directory(tmp_path, monkeypatch):
+  # MuJoCo's own warning handler appends to MUJOCO_LOG.TXT in the working directory; envs.py
+  # turns its warnings into Python warnings instead.
+  monkeypatch.chdir(tmp_path)
+  with pytest.warns(RuntimeWarning, match="MuJoCo: Nan, Inf or huge value"):
+    train.train("InvertedPendulum-v5", steps=256, batch=256, out="run", wrappers=[_blow_up_once],
+                log=lambda line: None)
+  assert sorted(os.listdir(tmp_path)) == ["run"]

@@ -401,7 +401,7 @@ def check_options(**options):
 
 def check_batch(policy, params, batch, fisher=fisher_vp_analytic):
   """Raises ValueError for a batch `update` cannot take: missing or mismatched entries, obs the
-  policy cannot take, non-finite values (arrays traced by a caller's jit are not inspected)."""
+  policy cannot take, non-finite values (of the arrays this process can read)."""
   target = "q" if "q" in batch else "adv"
   missing = [k for k in ("obs", "actions", target) if k not in batch]
   if missing or ("q" in batch and "adv" in batch):
@@ -429,9 +429,11 @@ def check_batch(policy, params, batch, fisher=fisher_vp_analytic):
     raise ValueError(f"the policy cannot be applied to batch['obs'] of shape {shape('obs')}: "
                      f"{type(e).__name__}: {e}") from e
   for k, leaf in ((k, x) for k in batch for x in jax.tree_util.tree_leaves(batch[k])):
-    inexact = jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
-    if inexact and not isinstance(leaf, jax.core.Tracer):
-      bad = int(jnp.sum(~jnp.isfinite(leaf)))   # one count however the array is placed
+    # Values a caller's jit traces, or spread over processes, cannot be read here: the update
+    # itself refuses a non-finite batch then (info["finite_batch"], the same on every process).
+    readable = not isinstance(leaf, jax.core.Tracer) and getattr(leaf, "is_fully_addressable", 1)
+    if readable and jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+      bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
       if bad:
         raise ValueError(f"batch[{k!r}] contains {bad} non-finite value(s) (NaN or inf); the "
                          "update needs finite data")
