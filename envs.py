@@ -207,8 +207,10 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwarg
       envs.close()
       raise
     folder, name = os.path.split(os.path.abspath(video))
-    envs = gym.wrappers.vector.RecordVideo(envs, folder, step_trigger=lambda t: t == 0,
-                                           video_length=10**9, name_prefix=name[:-4])
+    with warnings.catch_warnings():   # that the last frame of an episode is not recorded
+      warnings.filterwarnings("ignore", message=".*autoreset mode is same-step")
+      envs = gym.wrappers.vector.RecordVideo(envs, folder, step_trigger=lambda t: t == 0,
+                                             video_length=10**9, name_prefix=name[:-4])
   return envs, obs
 
 

@@ -9,6 +9,7 @@ saved run into a policy and its environment. `build` makes what a config describ
 environments, the policy of Appendix D that fits them, the value network).
 """
 
+import fcntl
 import json
 import math
 import os
@@ -83,7 +84,8 @@ def init_state(cfg, built):
 
 def start(cfg, out, resume, single_env=False, overwrite=False, note=print):
   """(run, state, checkpoint path or None) for a training loop: run is what `build` makes for
-  the config plus "saved" (the checkpoint's arrays when resuming, else None); state is the
+  the config plus "saved" (the checkpoint's arrays when resuming, else None) and "lock" (DIR's
+  lock, which the caller closes when the run ends; None without DIR); state is the
   state at iteration 0 or, resuming, the checkpoint's (episodes restart: the simulator state
   is not checkpointed); DIR is prepared by `open_run` (by process 0 only, if there are
   several: see `parallel`)."""
@@ -97,7 +99,8 @@ def start(cfg, out, resume, single_env=False, overwrite=False, note=print):
       run["obs"] = run["env"].reset(seed=seed)[0]
     # One writer: process 0 (`parallel`); the others read the checkpoint to resume.
     write = out and jax.process_index() == 0
-    ckpt = open_run(out, resume, run["saved"], overwrite, note) if write else None
+    ckpt, run["lock"] = open_run(out, resume, run["saved"], overwrite, note) if write else \
+        (None, None)
   except BaseException:
     run["env"].close()
     raise
@@ -228,8 +231,28 @@ def read_log(out, note=print):
   return records
 
 
+def hold(out):
+  """Takes DIR/lock for this process (an exclusive `flock`, which the operating system releases
+  when the process ends, however it ends) and returns the open lock file; close it to let go.
+  Raises ValueError naming the holder if another process writes the run."""
+  lock = open(os.path.join(out, "lock"), "a+")
+  try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    lock.seek(0)
+    holder = lock.read().strip() or "?"
+    lock.close()
+    raise ValueError(f"{out} is being written by another run (process {holder}); wait for it to "
+                     "end or stop it, or use another directory") from None
+  lock.truncate(0)     # "a+" writes at the end, which is now the start
+  lock.write(f"{os.getpid()}\n")
+  lock.flush()
+  return lock
+
+
 def open_run(out, resume, data=None, overwrite=False, note=print):
-  """Prepares DIR for writing; returns the checkpoint path.
+  """Prepares DIR for writing, held by this process alone (`hold`); returns (the checkpoint
+  path, the lock file to close when the run ends).
 
   A new run refuses a DIR that holds a run unless `overwrite`. Resuming, the checkpoint is the
   authority: the log keeps exactly the iterations it holds (the last one from the copy in the
@@ -240,6 +263,15 @@ def open_run(out, resume, data=None, overwrite=False, note=print):
     os.makedirs(out, exist_ok=True)
   except OSError as e:
     raise ValueError(f"cannot make the run directory {out!r}: {e.strerror}") from None
+  lock = hold(out)   # before anything is read or removed: another writer's files are its own
+  try:
+    return _open_held(out, resume, data, overwrite, note), lock
+  except BaseException:
+    lock.close()
+    raise
+
+
+def _open_held(out, resume, data, overwrite, note):
   log_path, ckpt_path = os.path.join(out, "log.jsonl"), os.path.join(out, "checkpoint.npz")
   for name in os.listdir(out):
     if name.endswith(".tmp") and name.startswith(("checkpoint.npz.", "log.jsonl.", "tmp")):

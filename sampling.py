@@ -26,6 +26,24 @@ import trpo
 # ----------------------------------------------------------------------------------------------
 
 
+# The largest observation magnitude the statistics take: a larger one (or inf, NaN) would make
+# the variance overflow float32 in `normalize`, and every input constant from then on.
+OBS_LIMIT = 1e18
+
+
+def check_obs(obs, where):
+  """Raises ValueError if float observations [N, ...] hold a value that is not finite or
+  exceeds OBS_LIMIT, naming where it came from (`where` formatted with row, its index in N): it
+  must not reach the statistics, the batch or a checkpoint."""
+  obs = np.asarray(obs)
+  ok = obs.dtype == np.uint8 or np.abs(obs) <= OBS_LIMIT
+  if not np.all(ok):
+    i = np.unravel_index(np.flatnonzero(~ok)[0], obs.shape)
+    raise ValueError(f"the environment returned the observation value {obs[i]:g} "
+                     f"{where.format(row=i[0])} (not finite, or beyond {OBS_LIMIT:g}); the "
+                     "iteration is refused and the last checkpoint kept")
+
+
 def obs_stats_init(obs_shape):
   """Running mean/variance of observations: {"mean", "var", "count"} (count starts tiny)."""
   return {"mean": np.zeros(obs_shape, np.float64), "var": np.ones(obs_shape, np.float64),
@@ -35,6 +53,7 @@ def obs_stats_init(obs_shape):
 def obs_stats_update(stats, obs):
   """Merge a batch obs [N, *shape] into the running moments (Chan et al.'s parallel update)."""
   obs = np.asarray(obs)
+  check_obs(obs, "in row {row} of the batch for the observation statistics")
   n, mean = obs.shape[0], obs.mean(0, dtype=np.float64)
   if obs.dtype == np.uint8:
     # Frames: E[x²] − E[x]² is exact here (squares ≤ 255² in float32, sums in float64) and one
@@ -132,6 +151,7 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
     a = np.asarray(policy_act(params, stats, obs, noise_t))
     actions.append(a)
     obs, r, term, trunc, info = envs.step(envs_lib.env_action(space, a))
+    check_obs(obs, f"in environment {{row}} at step {t + 1} of this iteration's {T}")
     rewards[t], terminated[t], truncated[t] = r, term, trunc
     if "_episode" in info:
       for e in np.flatnonzero(info["_episode"]):

@@ -12,6 +12,7 @@ import sys
 import time
 import zipfile
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -384,3 +385,59 @@ def _running(pid):
       return f.read().rsplit(")", 1)[1].split()[0] != "Z"
   except OSError:
     return False
+
+
+# ----------------------------------------------------------------------------------------------
+# What users and machines do to a run: a poisoned observation, two writers, a video's name.
+# ----------------------------------------------------------------------------------------------
+
+def _poison(value):
+  """An extra wrapper whose environment returns `value` in every observation entry once, at its
+  600th observation (in the third 2,048-step CartPole iteration of 8 environments)."""
+  def wrap(env):
+    calls = [0]
+
+    def observe(obs):
+      calls[0] += 1
+      return np.full_like(obs, value) if calls[0] == 600 else obs
+    return gym.wrappers.TransformObservation(env, observe, env.observation_space)
+  wrap.__name__ = f"poison_{value}"
+  return wrap
+
+
+@pytest.mark.parametrize("value", [np.inf, 1e30])
+def test_a_poisoned_observation_is_refused_and_the_run_goes_on(tmp_path, value):
+  run, poison = str(tmp_path / "run"), _poison(value)
+  with pytest.raises(ValueError, match=r"observation value (inf|1e\+30) in environment \d at step "
+                                       r"\d+ of this iteration's 256"):
+    train.train("CartPole-v1", steps=16384, out=run, normalize_obs=True, wrappers=[poison],
+                log=lambda line: None)
+  cfg, data = rundir.load_checkpoint(run)
+  assert int(data["iteration"]) == 2 and _iterations(tmp_path / "run") == [1, 2]
+  assert all(np.all(np.isfinite(data[k])) and np.abs(data[k]).max() < 1e6
+             for k in ("stats_mean", "stats_var"))
+  # The run goes on from the last good checkpoint (its environments start afresh, so the
+  # poison comes again only in the third iteration after resuming).
+  done = train.train(out=run, resume=True, steps=8192, wrappers=[poison], log=lambda line: None)
+  assert [r["iteration"] for r in done["history"]] == [3, 4]
+  assert done["history"][-1]["mean_return"] > 9
+
+
+def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, capsys):
+  # --resume or --overwrite on a directory whose run is still training would interleave two
+  # histories in one log; the directory is held by one process at a time, and freed when it dies.
+  run = tmp_path / "run"
+  proc = _start(["--steps", "10000000", "--batch", "512", "--out", run])
+  try:
+    deadline = time.monotonic() + 300
+    while not _logged(run)():
+      assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+      time.sleep(0.1)
+    for argv in (["--resume", run], ["--out", run, "--overwrite"] + SMALL):
+      _one_line_error(*_cli(capsys, *argv)[::2], f"is being written by another run (process "
+                      f"{proc.pid})")
+  finally:
+    proc.kill()
+    proc.wait()
+  code, out, err = _cli(capsys, "--resume", run, "--steps", "1")   # SIGKILL released it
+  assert code == 0 and err == [] and "nothing to do" in out[-1], (out, err)

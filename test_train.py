@@ -629,8 +629,12 @@ def test_evaluation_records_a_video_and_the_same_episodes(tmp_path, capsys):
   run = str(tmp_path / "run")
   train.train("CartPole-v1", steps=1024, seed=0, out=run, batch=1024, log=lambda line: None)
   video = tmp_path / "eval.mp4"
+  (tmp_path / "eval-step-0.mp4").write_text("someone else's file")   # the recorder's own name
   assert train.evaluate(run, 2, seed=3, video=str(video)) == train.evaluate(run, 2, seed=3)
   assert video.stat().st_size > 1000 and video.read_bytes()[4:8] == b"ftyp"   # an MP4
+  # Nothing but the named file is written, and nothing else is touched.
+  assert sorted(os.listdir(tmp_path)) == ["eval-step-0.mp4", "eval.mp4", "run"]
+  assert (tmp_path / "eval-step-0.mp4").read_text() == "someone else's file"
   assert train.main(["--eval", run, "--video", str(tmp_path / "eval.avi")]) == 2
   assert "--video must name an .mp4 file" in capsys.readouterr().err
 

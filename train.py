@@ -16,8 +16,10 @@ import functools
 import json
 import math
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 
@@ -376,6 +378,8 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
       env.close()
     if run["pool"] is not None:
       run["pool"]["shutdown"]()
+    if run["lock"] is not None:
+      run["lock"].close()
   if not history:
     log(f"nothing to do: the run has {state['steps']} steps (iteration {state['iteration']}) "
         f"of the {cfg['steps']} asked for; ask for more with steps (--steps)")
@@ -397,18 +401,27 @@ def evaluate(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=No
   if video and (not str(video).endswith(".mp4") or not os.path.isdir(os.path.dirname(
       os.path.abspath(video)))):
     raise ValueError(f"--video must name an .mp4 file in an existing directory, got {video!r}")
-  saved = rundir.load_policy(run_dir, seed, DEFAULTS, video, _code(env, wrappers))
-  env, obs, returns, policy_act = saved["env"], saved["obs"], [], sampling.actor(saved["policy"])
+  # Recorded into a directory of its own beside the file (which fails at once where the file
+  # could not be written), then moved to its name: nothing else in that directory is touched.
+  folder = tempfile.mkdtemp(prefix=".recording-", dir=os.path.dirname(os.path.abspath(video))) \
+      if video else None
   try:
-    while len(returns) < episodes:
-      a = policy_act(saved["params"], saved["stats"], sampling.as_input(obs))
-      obs, _, _, _, info = env.step(envs.env_action(env.single_action_space, np.asarray(a)))
-      if "_episode" in info and info["_episode"][0]:
-        returns.append(float(info["episode"]["r"][0]))
+    recording = folder and os.path.join(folder, "video", "e.mp4")   # RecordVideo makes "video"
+    saved = rundir.load_policy(run_dir, seed, DEFAULTS, recording, _code(env, wrappers))
+    env, obs, returns, policy_act = saved["env"], saved["obs"], [], sampling.actor(saved["policy"])
+    try:
+      while len(returns) < episodes:
+        a = policy_act(saved["params"], saved["stats"], sampling.as_input(obs))
+        obs, _, _, _, info = env.step(envs.env_action(env.single_action_space, np.asarray(a)))
+        if "_episode" in info and info["_episode"][0]:
+          returns.append(float(info["episode"]["r"][0]))
+    finally:
+      env.close()
+    if video:
+      os.replace(os.path.join(folder, "video", "e-step-0.mp4"), video)
   finally:
-    env.close()
-  if video:
-    os.replace(f"{video[:-4]}-step-0.mp4", video)
+    if folder:
+      shutil.rmtree(folder, ignore_errors=True)
   return returns
 
 
