@@ -257,6 +257,31 @@ def test_conflicting_and_ignored_flags(saved_run, tmp_path, capsys):
   assert [float(line.split()[-1]) for line in out[:3]] == seeded(5) != seeded(12345)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--processes", "0"], "--processes must be from 1 to this machine's"),
+    (["--processes", "-1"], "--processes must be from 1"),
+    (["--processes", "1000"], "--processes must be from 1"),
+    (["--coordinator", "10.0.0.1:1234"], "several hosts take --coordinator"),
+    (["--process-id", "1"], "several hosts take"),
+    (["--num-processes", "2"], "several hosts take"),
+    (["--coordinator", "garbage", "--num-processes", "2", "--process-id", "0"],
+     "--coordinator must be HOST:PORT, got 'garbage'"),
+    (["--video", "v.mp4"], "--video and --episodes go with --eval DIR"),
+    (["--episodes", "3"], "--video and --episodes go with --eval DIR"),
+    (["--eval", ""], "take a run directory, not an empty string"),
+    (["--resume", ""], "take a run directory, not an empty string"),
+    (["--eval", "DIR", "--seed", "-1"], "--seed must be an integer in [0, 2**32), got -1"),
+    (["--eval", "DIR", "--seed", str(2**64)], "--seed must be an integer in [0, 2**32)"),
+    (["--eval", "DIR", "--processes", "2"], "not with --eval"),
+])
+def test_flags_that_cannot_take_effect_are_refused(argv, message, tmp_path, capsys, monkeypatch):
+  # Each would otherwise be ignored (a new 100k-step run, one process), or fail later with a
+  # traceback; none may start anything.
+  monkeypatch.chdir(tmp_path)
+  _one_line_error(*_cli(capsys, *argv)[::2], message)
+  assert os.listdir(tmp_path) == []
+
+
 # ----------------------------------------------------------------------------------------------
 # Signals and worker processes (subprocesses).
 # ----------------------------------------------------------------------------------------------

@@ -82,12 +82,6 @@ def random_mdp(seed, n_states, n_actions, gamma, *, state_reward=False, concentr
   return {"P": P, "r": r, "rho0": rng.dirichlet(np.ones(n_states)), "gamma": float(gamma)}
 
 
-def random_policy(seed, n_states, n_actions, temperature=1.0):
-  """π(·|s) = softmax(z / temperature), z ~ N(0, 1); small temperature → near-deterministic."""
-  z = np.random.default_rng(seed).normal(size=(n_states, n_actions)) / temperature
-  return softmax(z)
-
-
 def softmax(z):
   z = np.asarray(z, np.float64)
   e = np.exp(z - z.max(-1, keepdims=True))

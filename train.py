@@ -16,6 +16,7 @@ import functools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -515,14 +516,14 @@ def parser():
   ap.add_argument("--overwrite", action="store_true", help="replace the run in --out")
   ap.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
   ap.add_argument("--eval", metavar="DIR", help="evaluate the policy saved in DIR")
-  ap.add_argument("--episodes", type=int, default=10, help="episodes for --eval (default: 10)")
+  ap.add_argument("--episodes", type=int, help="episodes for --eval (default: 10)")
   ap.add_argument("--video", metavar="FILE.mp4", help="with --eval: record the episodes")
   ap.add_argument("--processes", type=int, default=1, help="data-parallel processes on this "
                   "machine, each sampling its share of the batch (default: 1)")
   ap.add_argument("--coordinator", metavar="HOST:PORT", help="several hosts: process 0's "
                   "address, with --num-processes and --process-id (see parallel.py)")
-  ap.add_argument("--num-processes", type=int, default=1, help=argparse.SUPPRESS)
-  ap.add_argument("--process-id", type=int, default=0, help=argparse.SUPPRESS)
+  ap.add_argument("--num-processes", type=int, help=argparse.SUPPRESS)
+  ap.add_argument("--process-id", type=int, help=argparse.SUPPRESS)
   for name, kind, help_text in FLAGS:
     flag = "--" + name.replace("_", "-")
     by_family = "".join(f"; {f}: {d[name]}" for f, d in FAMILY_DEFAULTS.items() if name in d)
@@ -544,6 +545,33 @@ def fail(message, prog="train.py"):
   return 2
 
 
+def flag_error(args):
+  """The first flag that cannot take effect as given, as a one-line message; None if all can:
+  a flag is refused rather than ignored."""
+  hosts = [args.coordinator, args.num_processes, args.process_id]
+  cores = os.cpu_count() or 1
+  checks = [
+      (1 <= args.processes <= cores, f"--processes must be from 1 to this machine's {cores} "
+       f"cores, got {args.processes}"),
+      (all(h is None for h in hosts) or (None not in hosts and args.num_processes >= 2 and
+                                         0 <= args.process_id < args.num_processes),
+       "several hosts take --coordinator HOST:PORT --num-processes N (N >= 2) --process-id I "
+       "(0 <= I < N), all three"),
+      (args.coordinator is None or re.fullmatch(r"[^:\s]+:\d{1,5}", args.coordinator),
+       f"--coordinator must be HOST:PORT, got {args.coordinator!r}"),
+      (args.processes == 1 or (args.coordinator is None and not args.eval),
+       "--processes N trains with N processes on this machine: not with --eval or --coordinator"),
+      (all(getattr(args, k) != "" for k in ("eval", "resume", "out")),
+       "--eval, --resume and --out take a run directory, not an empty string"),
+      (args.eval or (args.video is None and args.episodes is None),
+       "--video and --episodes go with --eval DIR"),
+      (args.episodes is None or args.episodes >= 1, f"--episodes must be >= 1, got {args.episodes}"),
+      (not args.eval or args.seed is None or 0 <= args.seed < 2**32,
+       f"--seed must be an integer in [0, 2**32), got {args.seed}"),
+  ]
+  return next((message for ok, message in checks if not ok), None)
+
+
 def run_command(args, callback=None):
   """Evaluates, resumes or starts the run the parsed flags ask for (callback as in `train`);
   returns the exit status."""
@@ -553,9 +581,7 @@ def run_command(args, callback=None):
         ["--overwrite"] * args.overwrite + [f"--{k}" for k in given if k != "seed"]
     if extra:
       return fail(f"--eval takes only --episodes and --seed, not {extra[0]}")
-    if args.episodes < 1:
-      return fail(f"--episodes must be >= 1, got {args.episodes}")
-    returns = evaluate(args.eval, args.episodes, given.get("seed", 12345), args.video)
+    returns = evaluate(args.eval, args.episodes or 10, given.get("seed", 12345), args.video)
     for i, r in enumerate(returns):
       print(f"episode {i + 1}: return {r:.2f}")
     print(f"mean_return: {np.mean(returns):.2f} ± {np.std(returns):.2f} (std over "
@@ -589,16 +615,13 @@ def main(argv=None):
   ap.error = lambda message: sys.exit(fail(message))   # argparse's errors, as one line too
   argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
   args = ap.parse_args(argv)
-  if args.processes > 1 or args.num_processes > 1:
-    if args.eval or min(args.processes, args.num_processes) < 1 or \
-        (args.num_processes > 1) != bool(args.coordinator) or \
-        not 0 <= args.process_id < args.num_processes:
-      return fail("--processes N (N >= 1) trains with N local processes; several hosts need "
-                  "--coordinator HOST:PORT --num-processes N --process-id I (0 <= I < N)")
-    if args.processes > 1:
-      rest = [a for i, a in enumerate(argv) if not a.startswith("--processes") and
-              (i == 0 or argv[i - 1] != "--processes")]
-      return parallel.launch(rest, args.processes)
+  if flag_error(args):
+    return fail(flag_error(args))
+  if args.processes > 1:
+    rest = [a for i, a in enumerate(argv) if not a.startswith("--processes") and
+            (i == 0 or argv[i - 1] != "--processes")]
+    return parallel.launch(rest, args.processes)
+  if args.coordinator:
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
   if not (args.eval or args.resume or args.out):
     args.out = f"runs/{(args.env or DEFAULTS['env']).replace('/', '_')}-seed" \
