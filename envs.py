@@ -310,8 +310,7 @@ def _copyable_attributes(layer):
   # state, and a snapshot must pickle for vine's worker processes.
   skip = {"env", "ale", "model", "data", "renderer", "mujoco_renderer", "viewer", "screen",
           "clock", "_env"}
-  return {k: copy.deepcopy(v) for k, v in vars(layer).items()
-          if k not in skip and not callable(v)}
+  return {k: copy.deepcopy(v) for k, v in vars(layer).items() if k not in skip and not callable(v)}
 
 
 def get_state(env):

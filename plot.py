@@ -65,8 +65,7 @@ def main(argv=None):
     ys = np.array([np.interp(grid, s, r) for s, r in curves])
     ax.plot(grid, ys.mean(0), lw=2, label=label)
     ax.fill_between(grid, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.2)
-  ax.set(xlabel="environment steps", ylabel="mean training return per iteration",
-         title=args.title)
+  ax.set(xlabel="environment steps", ylabel="mean training return per iteration", title=args.title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=11)
   fig.tight_layout()

@@ -108,6 +108,8 @@ def start(cfg, out, resume, single_env=False, overwrite=False, note=print):
 
 
 REQUIRED = ("policy", "value", "key", "iteration", "steps", "seconds", "config")
+KNOWN_PREFIXES = ("stats_", "search_")   # observation statistics, a search method's state
+ENTRY_LIMIT = 2**28   # bytes of an entry, uncompressed: far above a run's, below a machine's memory
 
 
 def _atomic_write(path, write):
@@ -160,12 +162,18 @@ def load_checkpoint(run_dir):
   if not os.path.isfile(path):
     raise ValueError(f"no checkpoint at {path}" + (" (it is a directory)"
                                                    if os.path.isdir(path) else ""))
-  try:
+  try:   # only the entries a checkpoint has, each of bounded size, are read at all
     with np.load(path, allow_pickle=False) as z:
-      data = {k: z[k] for k in z.files}
+      names = [k for k in z.files if k in REQUIRED + ("record",) or k.startswith(KNOWN_PREFIXES)]
+      sizes = {k: z.zip.getinfo(k + ".npy").file_size for k in names}
+      data = {k: z[k] for k in names if sizes[k] <= ENTRY_LIMIT}
   except Exception as e:  # noqa: BLE001 - whatever numpy raises: one message, and no advice
     raise ValueError(f"{path} is not a readable checkpoint of train.py (damaged, cut short or "
                      f"another kind of file: {type(e).__name__})") from None
+  big = [k for k in names if sizes[k] > ENTRY_LIMIT]
+  if big:
+    raise ValueError(f"{path} is not a checkpoint of train.py: its entry {big[0]!r} holds "
+                     f"{sizes[big[0]]:,} bytes (at most {ENTRY_LIMIT:,})")
   missing = [k for k in REQUIRED if k not in data]
   if missing:
     raise ValueError(f"{path} is not a checkpoint of train.py: it lacks {missing}")
@@ -245,8 +253,7 @@ def hold(out):
     raise ValueError(f"{out} is being written by another run (process {holder}); wait for it to "
                      "end or stop it, or use another directory") from None
   lock.truncate(0)     # "a+" writes at the end, which is now the start
-  lock.write(f"{os.getpid()}\n")
-  lock.flush()
+  print(os.getpid(), file=lock, flush=True)
   return lock
 
 

@@ -77,8 +77,7 @@ def normalize(stats, obs):
   """
   if stats is None:
     return obs
-  z = (obs - stats["mean"].astype(jnp.float32)) / jnp.sqrt(stats["var"].astype(jnp.float32)
-                                                           + 1e-8)
+  z = (obs - stats["mean"].astype(jnp.float32)) / jnp.sqrt(stats["var"].astype(jnp.float32) + 1e-8)
   return jnp.clip(z, -10.0, 10.0)
 
 
@@ -391,8 +390,7 @@ def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon
   first = actions.reshape((n * k,) + actions.shape[2:])
   copies = copies or [env]
   if pool is None:
-    q_hat, used = branch_returns(copies, snaps, first, policy, params, stats, noise, horizon,
-                                 gamma)
+    q_hat, used = branch_returns(copies, snaps, first, policy, params, stats, noise, horizon, gamma)
   else:
     host, g = jax.tree_util.tree_map(np.asarray, (params, stats)), len(copies)
     tasks = [(snaps[lo:lo + g], first[lo:lo + g], host[0], host[1],

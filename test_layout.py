@@ -137,8 +137,8 @@ def _readme():
     return f.read()
 
 
-DOCS = ["README.md"] + sorted(os.path.join("docs", f) for f in os.listdir(os.path.join(ROOT, "docs"))
-                              if f.endswith(".md"))
+DOCS = ["README.md"] + sorted(os.path.join("docs", f)
+                              for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md"))
 
 
 def _snippets():
@@ -251,6 +251,10 @@ QUOTES = [
     (R, "CEM 318.3", F42, _row("swimmer_table2:", "  cem ")),
     (R, "vine 61.8", F42, _row("swimmer_table2:", "  vine ")),
     (R, "single path 45.5", F42, _row("swimmer_table2:", "  single_path ")),
+    (R, "CMA-ES 360.0", "figure4-table2-eval.txt", _row("swimmer_table2:", "  cma ")),
+    (R, "CEM 319.3", "figure4-table2-eval.txt", _row("swimmer_table2:", "  cem ")),
+    (R, "vine 66.6", "figure4-table2-eval.txt", _row("swimmer_table2:", "  vine ")),
+    (R, "single path 54.0", "figure4-table2-eval.txt", _row("swimmer_table2:", "  single_path ")),
     (R, "reaches 254.3", F42, _row("swimmer_table2_gamma:", "  single_path ")),
     (R, "single path 666.1, still rising, vine 622.1", F42,
      _row("hopper_table2:", "  at equal steps")),
@@ -307,7 +311,8 @@ QUOTES += [
         "value fit 0.275 s, against 2.139 s", "atari_profile.txt",
      _block("$ python bench/atari_profile.py")),
     (P, "`trpo.step` is **3.80×** faster than with `stax.Conv`, the gradient **3.71×**, and the "
-        "two steps'\nparameters agree to 1.9e-8", "atari_step.txt", _block("$ python bench/atari_step.py")),
+        "two steps'\nparameters agree to 1.9e-8", "atari_step.txt",
+     _block("$ python bench/atari_step.py")),
     (P, "it **1.95×** faster again", "atari_step.txt", _block("$ python bench/atari_step.py")),
     (P, "backtracks 6.50 times on average", "fisher_subsample.txt", _line("0.10 (205)")),
     (P, "0.50 times with the whole batch, whose step costs\n6.34 times", "fisher_subsample.txt",
@@ -361,23 +366,28 @@ QUOTES += [
     # Table 1.
     (D, "scores 4.1 over its last 10% (first 10%: 3.4)", "table1-Breakout.txt",
      _t1("Breakout", "single_path_fire_reset")),
-    (D, "(3822.4\n  against 1973.5; the paper's vine 7732.5)", "table1-Qbert.txt", _t1("Qbert", "single_path")),
+    (D, "(3822.4\n  against 1973.5; the paper's vine 7732.5)", "table1-Qbert.txt",
+     _t1("Qbert", "single_path")),
     (D, "(765.7 against 1908.6; the\n  paper's vine 788.4)", "table1-Seaquest.txt",
      _t1("Seaquest", "single_path")),
     (D, "(431.2 against 568.4; the paper's vine 450.2)", "table1-SpaceInvaders.txt",
      _t1("SpaceInvaders", "single_path")),
     (D, "(534.6 single path, 430.8 vine)", "table1-Enduro.txt", _line("ALE/Enduro-v5:")),
-    (D, "−17.2 on Pong (5,008,064 steps in 342 iterations)", "table1-Pong.txt", _t1("Pong", "vine")),
+    (D, "−17.2 on Pong (5,008,064 steps in 342 iterations)", "table1-Pong.txt",
+     _t1("Pong", "vine")),
     (D, "8.0 on\n  Breakout (364 iterations)", "table1-Breakout.txt", _t1("Breakout", "vine")),
     (D, "2.68 (BeamRider)", "fisher_subsample.txt", _line("  BeamRider-single_path:")),
     (D, "4.02 (Pong)", "fisher_subsample.txt", _line("  Pong-single_path:")),
     (D, "5.32 (Breakout)", "fisher_subsample.txt", _line("  Breakout-single_path:")),
     # The vine at small budgets, the defaults' curves, Pong.
-    (D, "3.1× higher for vine on CartPole-v1 (0.159\nagainst 0.052)", "vine_variance_CartPole-v1.txt",
+    (D, "3.1× higher for vine on CartPole-v1 (0.159\nagainst 0.052)",
+     "vine_variance_CartPole-v1.txt",
      _ALL),
     (D, "0.62× on Hopper-v5 (0.160 against 0.259)", "vine_variance_Hopper-v5.txt", _ALL),
-    (D, "16.8, 27.0 and 25.8 on Swimmer", "Swimmer-v5-vine.txt", _block("$ python bench/learning.py")),
-    (D, "440.6, 382.6 and 327.8 on Hopper", "Hopper-v5-vine.txt", _block("$ python bench/learning.py")),
+    (D, "16.8, 27.0 and 25.8 on Swimmer", "Swimmer-v5-vine.txt",
+     _block("$ python bench/learning.py")),
+    (D, "440.6, 382.6 and 327.8 on Hopper", "Hopper-v5-vine.txt",
+     _block("$ python bench/learning.py")),
     (D, "near 155", "Swimmer-v5.txt", _row("$ python bench/learning.py", "seed 1:")),
     (D, "+19.8 over the last 10% of its\n1,251,328 steps", "ALE_Pong-v5-norm.txt", _ALL),
     (D, "at 0.79M steps it had the same\nentropy, 1.366, on every one of 600 states",
@@ -388,7 +398,8 @@ QUOTES += [
      _line("Algorithm 1 (C = 4εγ/(1−γ)², 3 states, 2 actions, γ = 0.5)")),
     (T, "361, 455 and more than 1,000 at γ = 0.9", "theory.txt",
      _line("Algorithm 1 (C = 4εγ/(1−γ)², 3 states, 2 actions, γ = 0.9)")),
-    (T, "of 6,000 random problems", "theory.txt", _line("TRPO step, log-linear policies, δ = 0.01")),
+    (T, "of 6,000 random problems", "theory.txt",
+     _line("TRPO step, log-linear policies, δ = 0.01")),
     (T, "At γ = 0.1, α = 0.25 the\ngap is 1.62 times the ICML bound", "theory.txt",
      _line("  constructed (counterexample_constant2")),
 ]
@@ -419,13 +430,19 @@ TABLES = [
             ("theory.txt", _ALL),
         "**Theorem 1 with 2εγ/(1−γ)² (ICML text)**": ("theory.txt", _ALL),
         "**Theorem 1a as stated (signed ε of Eq. (33))**": ("theory.txt", _ALL)}, (2,)),
-    (D, "| method | final return, seeds 0–4 |", {
+    (D, "| method | final return, seeds 0–4 | deterministic policy, 10 episodes |", {
         **{name: (F42, _row("swimmer_table2:", f"  {m} ")) for name, m in (
             ("single path", "single_path"), ("vine", "vine"), ("CEM", "cem"), ("CMA-ES", "cma"),
             ("natural gradient (step 2.43)", "natural_gradient"), ("RWR", "rwr"),
             ("empirical FIM", "empirical_fim"), ("REPS", "reps"))},
         "single path, γ = 0.999 (seed 0)": (F42, _row("swimmer_table2_gamma:", "  single_path "))},
      (1,)),
+    (D, "| method | final return, seeds 0–4 | deterministic policy, 10 episodes |", {
+        **{name: ("figure4-table2-eval.txt", _row("swimmer_table2:", f"  {m} ")) for name, m in (
+            ("single path", "single_path"), ("vine", "vine"), ("CEM", "cem"), ("CMA-ES", "cma"),
+            ("natural gradient (step 2.43)", "natural_gradient"), ("RWR", "rwr"),
+            ("empirical FIM", "empirical_fim"), ("REPS", "reps"))},
+        "single path, γ = 0.999 (seed 0)": ("figure4-table2-eval.txt", _ALL)}, (2,)),
     (D, "| task | single path | vine |", {
         "Hopper-v5": (F42, _row("hopper_table2:", "  at equal steps")),
         "Walker2d-v5": (F42, _row("walker_table2:", "  at equal steps"))}, (1, 2)),
@@ -625,7 +642,8 @@ def test_readme_breakout_stall_at_5m_comes_from_its_log_and_probe():
   readme = _docs_text()
   eps = [d["episodes"] for d in _table1_log("Breakout-single_path")]
   six = f"{', '.join(map(str, eps[-6:-1]))} and {eps[-1]}"
-  assert (f"the 100 iterations before the last six had ended {min(eps[-106:-6])} to {max(eps[-106:-6])} "
+  assert (f"the 100 iterations before the last six had ended {min(eps[-106:-6])} to "
+          f"{max(eps[-106:-6])} "
           f"episodes each, those six ended {six}") in readme
   probe = _probe("table1-Breakout-probe.txt")
   lengths = [n for seed in probe["ended"] for n, _ in seed]

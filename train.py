@@ -42,7 +42,8 @@ DEFAULTS = {
     # The update's options: trpo's defaults (the paper's δ, k and Fisher subsample).
     "delta": trpo.DELTA, "damping": trpo.DAMPING, "cg_iters": trpo.CG_ITERS,
     "subsample": trpo.SUBSAMPLE,
-    "gamma": 0.99, "lam": 0.97, "batch": 2048, "num_envs": 8, "estimator": "gae", "hidden": (64, 64),
+    "gamma": 0.99, "lam": 0.97, "batch": 2048, "num_envs": 8, "estimator": "gae",
+    "hidden": (64, 64),
     "normalize_obs": False, "linear_policy": False, "vf_epochs": 10, "vf_lr": 1e-3,
     "vectorization": "auto", "log_std_init": 0.0,
     # The environment beyond its id (`envs.make`): gym.make keyword arguments, extra wrappers
@@ -144,8 +145,7 @@ def policy_update(cfg):
   if cfg["method"] == "rwr":
     return functools.partial(baselines.rwr_step, temperature=cfg["temperature"],
                              epochs=cfg["ml_epochs"], lr=cfg["ml_lr"])
-  common = {"damping": cfg["damping"], "cg_iters": cfg["cg_iters"],
-            "subsample": cfg["subsample"]}
+  common = {"damping": cfg["damping"], "cg_iters": cfg["cg_iters"], "subsample": cfg["subsample"]}
   if cfg["method"] == "natural_gradient":
     return functools.partial(trpo.natural_gradient_step, step_size=cfg["step_size"], **common)
   fisher = trpo.fisher_vp_empirical if cfg["method"] == "empirical_fim" else \
@@ -529,8 +529,7 @@ def parser():
     by_family = "".join(f"; {f}: {d[name]}" for f, d in FAMILY_DEFAULTS.items() if name in d)
     help_text = f"{help_text} (default: {DEFAULTS[name]}{by_family})"
     if kind is bool:   # --flag / --no-flag: either wins over the environment family's default
-      ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                      help=help_text)
+      ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     elif isinstance(kind, tuple):
       ap.add_argument(flag, choices=kind, help=help_text)
     else:
@@ -565,7 +564,8 @@ def flag_error(args):
        "--eval, --resume and --out take a run directory, not an empty string"),
       (args.eval or (args.video is None and args.episodes is None),
        "--video and --episodes go with --eval DIR"),
-      (args.episodes is None or args.episodes >= 1, f"--episodes must be >= 1, got {args.episodes}"),
+      (args.episodes is None or args.episodes >= 1, f"--episodes must be >= 1, got "
+       f"{args.episodes}"),
       (not args.eval or args.seed is None or 0 <= args.seed < 2**32,
        f"--seed must be an integer in [0, 2**32), got {args.seed}"),
   ]

@@ -406,7 +406,7 @@ def check_batch(policy, params, batch, fisher=fisher_vp_analytic):
   missing = [k for k in ("obs", "actions", target) if k not in batch]
   if missing or ("q" in batch and "adv" in batch):
     raise ValueError(f"batch needs 'obs', 'actions' and one of 'adv' (single path) or 'q' (vine), "
-                     f"optionally 'old_dist', 'logp_q'; got keys {sorted(batch)}, missing {missing}")
+                     f"optionally 'old_dist', 'logp_q'; got {sorted(batch)}, missing {missing}")
   shape = lambda k: tuple(np.shape(batch[k]))
   n = shape("obs")[0] if shape("obs") else 0
   _check("batch['obs']", n >= 1, "an array with a leading batch axis N >= 1", shape("obs"))

@@ -24,8 +24,9 @@ def features(obs):
   [B, 21·21·C] for Atari's [4, 42, 42]; vectors [B, D] as they are.
 
   φ has no parameters, so `value_fit` computes it once per batch instead of in each of its
-  minibatch steps; the fitted parameters are bit-for-bit the same. The frames are pooled before they are transposed to
-  NHWC, so the transpose moves a quarter of the data (the same numbers as pooling after it).
+  minibatch steps; the fitted parameters are bit-for-bit the same. The frames are pooled before
+  they are transposed to NHWC, so the transpose moves a quarter of the data (the same numbers as
+  pooling after it).
   """
   if obs.ndim != 4:
     return obs
@@ -46,8 +47,7 @@ def value_net(obs_shape, hidden=(64, 64)):
   mlp_init, apply = policies.mlp(hidden, 1, out_scale=1.0)
 
   def init(key, input_shape):
-    phi = jax.eval_shape(features, jax.ShapeDtypeStruct((1,) + tuple(input_shape[1:]),
-                                                        jnp.float32))
+    phi = jax.eval_shape(features, jax.ShapeDtypeStruct((1,) + tuple(input_shape[1:]), jnp.float32))
     return mlp_init(key, (-1,) + phi.shape[1:])
   return init, apply
 

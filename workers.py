@@ -39,8 +39,7 @@ def _exit_with(parent):
 def _branch_worker_init(parent, env_id, seed, copies, hidden, linear_policy, log_std_init,
                         env_options):
   threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-  _WORKER["copies"] = [envs.make_single(env_id, seed, **env_options)[0]
-                       for _ in range(copies)]
+  _WORKER["copies"] = [envs.make_single(env_id, seed, **env_options)[0] for _ in range(copies)]
   env = _WORKER["copies"][0]
   _WORKER["policy"] = envs.policy_for(env.observation_space, env.action_space, hidden,
                                       linear_policy, log_std_init)

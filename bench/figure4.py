@@ -1,7 +1,7 @@
 """Figure 4 of the paper at this machine's scale: every Section 8 method on four tasks.
 
   python bench/figure4.py [--tasks cartpole swimmer hopper walker] [--jobs 2] [--plot-only | --redraw]
-  python bench/figure4.py --tasks swimmer_table2 --evaluate 10   # deterministic policies, like for like
+  python bench/figure4.py --tasks swimmer_table2 --evaluate 10   # the deterministic policies
 
 Each run is `python train.py --env ENV --method M --seed S --steps N --out
 runs/figure4/TASK/M-seedS FLAGS` (the task's FLAGS are the same for every method, so methods
@@ -101,7 +101,7 @@ PINNED = (("--delta", "0.01"), ("--gamma", "0.99"), ("--no-normalize-obs",))
 NG_STEPS = tuple(round(0.01 * 3**k, 6) for k in range(-2, 8))   # 0.0011 ... 21.87: factors of 3
 NG_FIRST = (3, 7)   # the sweep starts with NG_STEPS[3:7] = 0.03 ... 0.81 (see _ng_sweep);
 # swimmer_table2 starts at 0.09 ... 0.81, around the best step of the smaller Swimmer runs
-TAIL = 0.1   # "final return": the iterations that end in the last 10% of the budget, its start included
+TAIL = 0.1   # "final return": the iterations ending in the last 10% of the budget, its start included
 
 
 def _flags(t):
@@ -415,8 +415,8 @@ def evaluate(task, episodes):
       lines.append(f"  {method:17s} {np.mean(means):9.1f} ± {np.std(means):7.1f}   (per seed: "
                    + ", ".join(f"{m:.1f}" for m in means) + ")")
   path = os.path.join(ROOT, "results", f"{t['results']}-eval.txt")
-  blocks = {b.split(":")[0].split()[-1]: b for b in _previous(path, lambda f: f.read().split("\n\n"))
-            if b.strip()}
+  previous = _previous(path, lambda f: f.read().split("\n\n"))
+  blocks = {b.split(":")[0].split()[-1]: b for b in previous if b.strip()}
   blocks[task] = "\n".join(lines)
   with open(path + ".tmp", "w") as f:
     f.write("\n\n".join(blocks[k].strip("\n") for k in sorted(blocks)) + "\n")
