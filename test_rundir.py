@@ -136,6 +136,36 @@ def test_damaged_checkpoints_give_one_line(saved_run, tmp_path, capsys):
                   "CartPole-v1 gives (4,)")
 
 
+def _with_entry(src, dst, name, header, chunks):
+  """A copy of checkpoint src with one more (deflated) entry NAME.npy: an .npy header for
+  `header` then the byte chunks, streamed, so that a large entry is never in memory whole."""
+  dst.mkdir()
+  with zipfile.ZipFile(src / "checkpoint.npz") as z_in, \
+      zipfile.ZipFile(dst / "checkpoint.npz", "w", zipfile.ZIP_DEFLATED) as z_out:
+    for item in z_in.infolist():
+      z_out.writestr(item, z_in.read(item))
+    with z_out.open(name + ".npy", "w", force_zip64=True) as f:
+      np.lib.format.write_array_header_1_0(f, header)
+      for chunk in chunks:
+        f.write(chunk)
+  return dst
+
+
+def test_a_checkpoint_is_read_entry_by_entry_and_bounded(saved_run, tmp_path, capsys):
+  # An entry no checkpoint has is never read, however damaged or large; an entry it has, of a
+  # size no run writes, is refused in one line before it is decompressed.
+  header = lambda n: {"descr": "<f8", "fortran_order": False, "shape": (n,)}
+  junk = _with_entry(saved_run, tmp_path / "junk", "extra", header(10**9), [b"not floats"])
+  keys = lambda run: rundir.load_checkpoint(str(run))[1].keys()
+  assert keys(junk) == keys(saved_run)
+  assert _cli(capsys, "--eval", junk, "--episodes", "1")[0] == 0
+  n = rundir.ENTRY_LIMIT // 8 + 1
+  big = _with_entry(saved_run, tmp_path / "big", "search_costs", header(n),
+                    (bytes(2**24) for _ in range(-(-n * 8 // 2**24))))
+  _one_line_error(*_cli(capsys, "--eval", big)[::2], "its entry 'search_costs' holds",
+                  f"(at most {rundir.ENTRY_LIMIT:,})")
+
+
 def test_a_checkpoint_from_before_an_option_existed_resumes(saved_run, tmp_path, capsys):
   run = _copy(saved_run, tmp_path / "old")
   with np.load(run / "checkpoint.npz") as z:
