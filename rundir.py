@@ -90,10 +90,13 @@ def start(cfg, out, resume, single_env=False, overwrite=False, note=print):
   is not checkpointed); DIR is prepared by `open_run` (by process 0 only, if there are
   several: see `parallel`)."""
   run = build(cfg, single_env)
-  state, run["saved"] = init_state(cfg, run), None
+  run["saved"] = None
   try:
     if resume:
       run["saved"] = load_checkpoint(out)[1]
+      check_sizes(cfg, run, run["saved"])
+    state = init_state(cfg, run)
+    if resume:
       state = restore_state(state, run["saved"], cfg)
       seed = cfg["seed"] + 7919 * state["iteration"] + 10007 * jax.process_index()
       run["obs"] = run["env"].reset(seed=seed)[0]
@@ -188,15 +191,25 @@ def load_checkpoint(run_dir):
   return cfg, data
 
 
-def restore_state(state, data, cfg):
-  """The state of `init_state` with the saved arrays of `load_checkpoint` put in; ValueError
-  if they do not fit the config's networks."""
-  for name, tree in (("policy", state["params"]), ("value", state["vparams"])):
-    size, saved = ravel_pytree(tree)[0].size, np.shape(data[name])
-    if saved != (size,):
-      raise ValueError(f"the checkpoint's {name} has {saved} parameters, but its config (env "
-                       f"{cfg['env']}, hidden {list(cfg['hidden'])}, linear_policy "
+def check_sizes(cfg, built, data):
+  """ValueError if the saved parameter vectors do not fit the networks the config builds,
+  counted from their shapes alone (`jax.eval_shape`): a config that lies allocates nothing."""
+  obs_shape, key = tuple(built["obs_shape"]), jax.random.PRNGKey(0)
+  trees = {"policy": lambda k: built["policy"]["init"](k, obs_shape),
+           "value": lambda k: built["value"][0](k, (-1,) + obs_shape)[1]}
+  for name, init in trees.items():
+    size = sum(x.size for x in jax.tree_util.tree_leaves(jax.eval_shape(init, key)))
+    if np.shape(data[name]) != (size,):
+      raise ValueError(f"the checkpoint's {name} has {np.shape(data[name])} parameters, but its "
+                       f"config (env {cfg['env']}, hidden {list(cfg['hidden'])}, linear_policy "
                        f"{cfg['linear_policy']}) builds {size}")
+    if data[name].dtype.kind != "f" or not np.all(np.isfinite(data[name])):
+      raise ValueError(f"the checkpoint's {name} parameters are not all finite numbers")
+
+
+def restore_state(state, data, cfg):
+  """The state of `init_state` with the saved arrays of `load_checkpoint` put in (their sizes
+  checked by `check_sizes` first)."""
   key = state["key"]
   stats = state["stats"]
   for k in () if stats is None else ("mean", "var"):
@@ -315,16 +328,18 @@ def in_record_iteration(frame):
   return frame is not None
 
 
-def load_policy(run_dir, seed, defaults=None, video=None, code=None):
+def load_policy(run_dir, seed, check, video=None, code=None):
   """The policy saved in DIR/checkpoint.npz, in one fresh environment of its task: {"config",
   "env" (a vector env of 1, recorded to `video` if given: `envs.make`), "obs" (its first
-  observation), "policy", "params", "stats" (observation statistics or None)}. `defaults` fill
-  options the saved config predates; `code` gives {"env": factory, "wrappers": (...)} again."""
+  observation), "policy", "params", "stats" (observation statistics or None)}. check(saved
+  config) gives the config to build (options it predates filled in) or raises ValueError;
+  `code` gives {"env": factory, "wrappers": (...)} again."""
   cfg, data = load_checkpoint(run_dir)
-  cfg = {**(defaults or {}), **cfg, "num_envs": 1, "seed": seed, **(code or {})}
+  cfg = {**check(cfg), "num_envs": 1, "seed": seed, **(code or {})}
   cfg["hidden"] = tuple(cfg["hidden"])
   built = build(cfg, video=video)
   try:
+    check_sizes(cfg, built, data)
     state = restore_state(init_state(cfg, built), data, cfg)
   except ValueError:
     built["env"].close()

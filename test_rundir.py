@@ -5,6 +5,7 @@ a full disk, conflicting flags. Each case is what a user or an operator could do
 import errno
 import io
 import json
+import re
 import os
 import signal
 import subprocess
@@ -164,6 +165,40 @@ def test_a_checkpoint_is_read_entry_by_entry_and_bounded(saved_run, tmp_path, ca
                     (bytes(2**24) for _ in range(-(-n * 8 // 2**24))))
   _one_line_error(*_cli(capsys, "--eval", big)[::2], "its entry 'search_costs' holds",
                   f"(at most {rundir.ENTRY_LIMIT:,})")
+
+
+@pytest.mark.parametrize("option, value", [("batch", "2048"), ("normalize_obs", "no"),
+                                           ("gamma", "NaN"), ("hidden", 64), ("hidden", "64"),
+                                           ("batch", 1e18), ("steps", "abc")])
+def test_an_option_of_the_wrong_type_is_named(option, value, tmp_path):
+  # From Python as from a saved config: a TypeError deep inside, or a value taken wrongly
+  # ("no" is true), would be worse than one line naming the option.
+  kind = type(train.DEFAULTS[option]).__name__
+  with pytest.raises(ValueError, match=re.escape(f"{option} must be of type {kind}, got {value!r}")):
+    train.train("CartPole-v1", out=str(tmp_path / "run"), **{"steps": 1024, option: value})
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hidden": 64}, "hidden must be of type tuple"), ({"wrappers": 5}, "wrappers must be"),
+    ({"env_kwargs": "abc"}, "env_kwargs must be"), ({"gamma": "NaN"}, "gamma must be"),
+    ({"steps": "abc"}, "steps must be"), ({"batch": 1e18}, "batch must be"),
+    # Sizes that would allocate gigabytes before the mismatch showed: counted, not built.
+    ({"hidden": [16384, 16384]}, "the checkpoint's policy has (4610,) parameters"),
+    ({"policy": np.full(4610, np.nan, np.float32)}, "policy parameters are not all finite"),
+])
+def test_a_saved_config_or_array_that_lies_gives_one_line(saved_run, tmp_path, capsys, change,
+                                                          message):
+  with np.load(saved_run / "checkpoint.npz") as z:
+    entries = {k: z[k] for k in z.files}
+  cfg = json.loads(str(entries["config"]))
+  arrays = {k: v for k, v in change.items() if isinstance(v, np.ndarray)}
+  cfg.update({k: v for k, v in change.items() if k not in arrays})
+  (tmp_path / "run").mkdir()
+  np.savez(tmp_path / "run" / "checkpoint.npz",
+           **dict(entries, config=np.array(json.dumps(cfg)), **arrays))
+  for flag in ("--eval", "--resume"):
+    _one_line_error(*_cli(capsys, flag, tmp_path / "run")[::2], message)
 
 
 def test_a_checkpoint_from_before_an_option_existed_resumes(saved_run, tmp_path, capsys):
@@ -496,3 +531,19 @@ def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, capsys):
     proc.wait()
   code, out, err = _cli(capsys, "--resume", run, "--steps", "1")   # SIGKILL released it
   assert code == 0 and err == [] and "nothing to do" in out[-1], (out, err)
+
+
+def test_a_config_that_lies_about_its_sizes_allocates_nothing(saved_run, tmp_path):
+  # Hidden sizes of 16,384 would take gigabytes to build; counted from shapes they take nothing.
+  # The peak memory of the evaluating process itself (os.wait4), not a time.
+  with np.load(saved_run / "checkpoint.npz") as z:
+    entries = {k: z[k] for k in z.files}
+  cfg = dict(json.loads(str(entries["config"])), hidden=[16384, 16384])
+  (tmp_path / "run").mkdir()
+  np.savez(tmp_path / "run" / "checkpoint.npz", **dict(entries, config=np.array(json.dumps(cfg))))
+  proc = subprocess.Popen([sys.executable, "train.py", "--eval", str(tmp_path / "run")], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  _, status, usage = os.wait4(proc.pid, 0)
+  err = proc.stderr.read().decode()
+  assert os.waitstatus_to_exitcode(status) == 2 and "the checkpoint's policy has" in err, err
+  assert usage.ru_maxrss < 1_500_000, usage.ru_maxrss   # kilobytes: under 1.5 GB

@@ -90,12 +90,28 @@ def _is_json(value):
     return False
 
 
-def validate_config(cfg):
-  """Raises ValueError naming the first option outside its allowed range. The options of
-  `trpo.step` are checked by `trpo.check_options`, num_envs and vectorization by `envs.make`."""
+def _of_type(value, default):
+  """Whether value has the type of the option's default (an int for a float, a list for a tuple;
+  a bool is not an int)."""
+  kinds = {bool: bool, int: int, float: (int, float), str: str, tuple: (tuple, list), dict: dict}
+  return isinstance(value, kinds[type(default)]) and (isinstance(default, bool) or
+                                                      not isinstance(value, bool))
+
+
+def _check_types(cfg):
+  """Raises ValueError naming the first option unknown or not of its default's type."""
   unknown = set(cfg) - set(DEFAULTS)
   if unknown:
     raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+  for k in (k for k in DEFAULTS if k != "env" and not _of_type(cfg[k], DEFAULTS[k])):
+    raise ValueError(f"{k} must be of type {type(DEFAULTS[k]).__name__}, got {cfg[k]!r}")
+
+
+def validate_config(cfg):
+  """Raises ValueError naming the first option of the wrong type or outside its allowed range.
+  The options of `trpo.step` are checked by `trpo.check_options`, num_envs and vectorization by
+  `envs.make`. The same for a new run, a resumed one and an evaluated one."""
+  _check_types(cfg)
   checks = [
       ("env", isinstance(cfg["env"], str) or callable(cfg["env"]),
        "a Gymnasium id or a function returning an environment"),
@@ -118,7 +134,8 @@ def validate_config(cfg):
       ("vine_horizon", cfg["vine_horizon"] >= 1, "an integer >= 1"),
       ("vine_workers", cfg["vine_workers"] >= 1, "an integer >= 1"),
       ("vine_copies", cfg["vine_copies"] >= 1, "an integer >= 1"),
-      ("hidden", all(int(h) >= 1 for h in cfg["hidden"]), "positive layer sizes"),
+      ("hidden", all(isinstance(h, int) and 1 <= h <= 2**16 for h in cfg["hidden"]),
+       "layer sizes from 1 to 65536"),
       ("vf_epochs", cfg["vf_epochs"] >= 1, "an integer >= 1"),
       ("vf_lr", 0 < cfg["vf_lr"] < math.inf, "a number > 0"),
       ("log_std_init", abs(cfg["log_std_init"]) < 20, "a number in (-20, 20)"),
@@ -316,8 +333,8 @@ def make_config(given, out, resume, note=print):
   """The run's config: DEFAULTS with the options `given`, or when resuming the saved config
   (with DEFAULTS for options it predates) with the given options that may change applied, and
   noted; validated."""
-  given = {k: tuple(v) if k in ("hidden", "wrappers") else v for k, v in given.items()
-           if v is not None}
+  given = {k: tuple(v) if k in ("hidden", "wrappers") and isinstance(v, (list, tuple)) else v
+           for k, v in given.items() if v is not None}
   if not resume:
     env = given.get("env", DEFAULTS["env"])
     family = dict(FAMILY_DEFAULTS[envs.family(env)],
@@ -328,7 +345,7 @@ def make_config(given, out, resume, note=print):
   elif not out:
     raise ValueError("resume=True needs out, the run directory holding checkpoint.npz")
   else:
-    saved = dict(DEFAULTS, **rundir.load_checkpoint(out)[0])
+    saved = checked_config(rundir.load_checkpoint(out)[0])
     saved["hidden"], saved["wrappers"] = tuple(saved["hidden"]), tuple(saved["wrappers"])
     # Compared as the checkpoint writes them: a factory or wrapper by its name.
     now, before = (json.loads(rundir.config_json(c)) for c in (dict(saved, **given), saved))
@@ -388,6 +405,14 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
           "config": cfg, "state": state}
 
 
+def checked_config(saved):
+  """A saved config (of a run to evaluate) as a run would use it: DEFAULTS for the options it
+  predates, validated as `make_config` validates."""
+  cfg = dict(DEFAULTS, **saved)
+  validate_config(cfg)
+  return cfg
+
+
 def _code(env, wrappers):
   """What a checkpoint cannot hold, given again: the env factory and the extra wrappers."""
   return {k: v for k, v in (("env", env), ("wrappers", tuple(wrappers or ()))) if v}
@@ -408,7 +433,7 @@ def evaluate(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=No
       if video else None
   try:
     recording = folder and os.path.join(folder, "video", "e.mp4")   # RecordVideo makes "video"
-    saved = rundir.load_policy(run_dir, seed, DEFAULTS, recording, _code(env, wrappers))
+    saved = rundir.load_policy(run_dir, seed, checked_config, recording, _code(env, wrappers))
     env, obs, returns, policy_act = saved["env"], saved["obs"], [], sampling.actor(saved["policy"])
     try:
       while len(returns) < episodes:
@@ -430,7 +455,7 @@ def policy_from_run(run_dir, env=None, wrappers=None):
   """The policy saved in DIR as a function: one observation (as its environment returns it)
   in, the deterministic action (the mode of π, as `evaluate` takes it) out. `env`, `wrappers`:
   as for `evaluate`."""
-  saved = rundir.load_policy(run_dir, 0, DEFAULTS, code=_code(env, wrappers))
+  saved = rundir.load_policy(run_dir, 0, checked_config, code=_code(env, wrappers))
   space = saved["env"].single_action_space
   saved["env"].close()
   policy_act = sampling.actor(saved["policy"])

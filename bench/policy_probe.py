@@ -24,13 +24,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import sampling  # noqa: E402
 import rundir  # noqa: E402
+import train  # noqa: E402
 
 
 def probe(run_dir, steps, seed):
   """Plays the saved policy for `steps` steps: {"env", "names", "probs" [steps, actions],
   "entropy" [steps], "episodes" [(length, return)] of those that ended, "running" (steps,
   return) of the last}."""
-  saved = rundir.load_policy(run_dir, seed)
+  saved = rundir.load_policy(run_dir, seed, train.checked_config)
   venv, obs, policy = saved["env"], saved["obs"], saved["policy"]
   params, stats = saved["params"], saved["stats"]
   try:
