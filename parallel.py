@@ -15,6 +15,7 @@ identity, so a single-process run is exactly what it was.
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -84,9 +85,11 @@ def local_cores(i, processes):
 def launch(argv, processes, script=None):
   """Runs `python SCRIPT ARGV` (default train.py; a script taking --coordinator, --num-processes
   and --process-id as it does) as `processes` processes on this machine, coordinated on a free
-  local port, each on its own cores (`local_cores`, on Linux); process 0 prints, the others are quiet.
-  If one fails the others are stopped (they would wait for it in a collective). Returns the
-  worst exit status."""
+  local port, each on its own cores (`local_cores`, on Linux); process 0 prints, the others are
+  quiet. The processes run in a session of their own: SIGTERM or Ctrl-C to this one is passed to them as
+  SIGTERM, and they stop at an iteration boundary. If one fails or dies the others are stopped
+  (they would wait for it in a collective). Returns 0, or 2 after one line on stderr naming the
+  first process that failed."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -95,7 +98,10 @@ def launch(argv, processes, script=None):
       [sys.executable, script] + argv + ["--coordinator", f"127.0.0.1:{port}",
                                          "--num-processes", str(processes),
                                          "--process-id", str(i)],
-      stdout=None if i == 0 else subprocess.DEVNULL) for i in range(processes)]
+      stdout=None if i == 0 else subprocess.DEVNULL, stderr=None if i == 0 else subprocess.DEVNULL,
+      start_new_session=True) for i in range(processes)]
+  stop = lambda *_: [p.terminate() for p in procs if p.poll() is None]
+  previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
   # Pinned right after the start, while the child is still importing (its threads, started
   # later, inherit the cores); Linux only, and a child that already exited is left alone.
   for i, p in enumerate(procs if hasattr(os, "sched_setaffinity") else []):
@@ -104,9 +110,19 @@ def launch(argv, processes, script=None):
   try:
     while None in [p.poll() for p in procs] and not any(p.poll() for p in procs):
       time.sleep(0.2)
-    return max(p.returncode or 0 for p in procs)
+    first = next((i for i, p in enumerate(procs) if p.poll()), None)   # failed before any stop
   finally:
-    for p in procs:
-      if p.poll() is None:
-        p.terminate()
+    stop()
+    for p in procs:   # one blocked in a collective with a dead peer may not stop by itself
+      try:
+        p.wait(timeout=60)
+      except subprocess.TimeoutExpired:
+        p.kill()
         p.wait()
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  code = procs[first].returncode if first is not None else 0
+  if code < 0 or (first or 0) > 0:   # process 0 says why it failed itself; others cannot
+    print(f"train.py: error: process {first} " + (f"was killed by signal {-code}" if code < 0
+          else f"failed with exit status {code}") + "; the others were stopped", file=sys.stderr)
+  return 2 if any(p.returncode for p in procs) else 0

@@ -4,11 +4,14 @@ step on the batch sharded over them, the value fit on the gathered batch), and t
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
+import pytest
 from jax.flatten_util import ravel_pytree
 
 import parallel
@@ -87,3 +90,44 @@ def test_local_processes_get_their_own_cores(monkeypatch):
   assert [parallel.local_cores(i, 3) for i in range(3)] == [{0, 3, 6}, {1, 4, 7}, {2, 5}]
   assert parallel.local_cores(0, 1) == set(range(8))
   assert [parallel.local_cores(i, 10) for i in range(10)] == [{c} for c in range(8)] + [{0}, {1}]
+
+
+def _launch(run):
+  """`python train.py --processes 2` as a subprocess, and a wait for its first log line."""
+  proc = subprocess.Popen([sys.executable, "train.py", "--processes", "2", "--steps", "10000000",
+                           "--batch", "512", "--out", str(run)], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 300    # against a hang, not a timing assertion
+  while not ((run / "log.jsonl").exists() and (run / "log.jsonl").read_text().strip()):
+    assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+    time.sleep(0.2)
+  return proc, int((run / "lock").read_text())   # process 0's pid: it holds the run directory
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+    return True
+  except ProcessLookupError:
+    return False
+
+
+@pytest.mark.parametrize("target", ["launcher", "child"])
+def test_a_signal_to_the_launcher_or_a_dead_child_stops_them_all(tmp_path, target):
+  # kill PID of the launcher stops every training process at an iteration boundary, with one
+  # line; a training process that dies makes the launcher stop the other and fail, naming it.
+  proc, child = _launch(tmp_path / "run")
+  try:
+    os.kill(proc.pid if target == "launcher" else child, signal.SIGTERM if target == "launcher"
+            else signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+  finally:
+    proc.kill()
+  lines = err.strip().splitlines()
+  assert proc.returncode == 2 and len(lines) == 1, lines
+  assert ("interrupted; the checkpoint holds iteration" if target == "launcher" else
+          "process 0 was killed by signal 9") in lines[0]
+  deadline = time.monotonic() + 60
+  while _alive(child) and time.monotonic() < deadline:
+    time.sleep(0.2)
+  assert not _alive(child)

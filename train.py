@@ -676,8 +676,8 @@ def main(argv=None):
     return fail(str(e).splitlines()[0])
   except OSError as e:    # a full disk, a directory that cannot be written
     return fail(f"{e.strerror or type(e).__name__}: {e.filename or ''}".rstrip(": "))
-  except KeyboardInterrupt:
-    return fail(interrupted(args))
+  except KeyboardInterrupt:   # the message once, from process 0 when there are several
+    return fail(interrupted(args)) if jax.process_index() == 0 else 2
   finally:   # main() may be called from other code (the tests): give back its handlers
     for sig, handler in previous.items():
       signal.signal(sig, handler)
