@@ -296,7 +296,8 @@ def _open_held(out, resume, data, overwrite, note):
   for name in os.listdir(out):
     if name.endswith(".tmp") and name.startswith(("checkpoint.npz.", "log.jsonl.", "tmp")):
       os.remove(os.path.join(out, name))
-  if not resume and not overwrite and (os.path.exists(log_path) or os.path.exists(ckpt_path)):
+  # A log with no record and no checkpoint (a run stopped before its first iteration) is no run.
+  if not resume and not overwrite and (os.path.exists(ckpt_path) or read_log(out, note)):
     raise ValueError(f"{out} already holds a run; continue it with --resume {out}, or replace "
                      "it with --overwrite")
   records = []

@@ -149,7 +149,11 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
     noise_t = jax.tree_util.tree_map(lambda x: x[t], noise)
     a = np.asarray(policy_act(params, stats, obs, noise_t))
     actions.append(a)
-    obs, r, term, trunc, info = envs.step(envs_lib.env_action(space, a))
+    try:
+      obs, r, term, trunc, info = envs.step(envs_lib.env_action(space, a))
+    except Exception as e:  # noqa: BLE001 - the environment's own error, in one line
+      raise ValueError(f"the environment failed at step {t + 1} of this iteration: "
+                       f"{type(e).__name__}: {e}") from e
     check_obs(obs, f"in environment {{row}} at step {t + 1} of this iteration's {T}")
     rewards[t], terminated[t], truncated[t] = r, term, trunc
     if "_episode" in info:

@@ -547,3 +547,23 @@ def test_a_config_that_lies_about_its_sizes_allocates_nothing(saved_run, tmp_pat
   err = proc.stderr.read().decode()
   assert os.waitstatus_to_exitcode(status) == 2 and "the checkpoint's policy has" in err, err
   assert usage.ru_maxrss < 1_500_000, usage.ru_maxrss   # kilobytes: under 1.5 GB
+
+
+def test_an_environment_that_fails_at_its_first_step_gives_one_line_and_no_run(tmp_path, capsys):
+  # A keyword argument of the wrong type for a real parameter passes construction and fails at
+  # the first step: one line, and the directory (holding no iteration) takes the next attempt.
+  run = tmp_path / "run"
+  _one_line_error(*_cli(capsys, "--env", "Pendulum-v1", "--env-kwargs", '{"g": "abc"}', "--out",
+                        run, "--steps", "512", "--batch", "512")[::2],
+                  "the environment failed at step 1 of this iteration: TypeError")
+  assert _cli(capsys, "--env", "Pendulum-v1", "--env-kwargs", '{"g": 9.81}', "--out", run,
+              "--steps", "512", "--batch", "512")[0] == 0
+
+
+def test_the_python_api_names_its_wrong_arguments(saved_run):
+  with pytest.raises(ValueError, match="episodes must be an integer >= 1, got '3'"):
+    train.evaluate(str(saved_run), episodes="3")
+  act = train.policy_from_run(str(saved_run))
+  assert act([0.0, 0.0, 0.05, 0.0]) in (0, 1)
+  with pytest.raises(ValueError, match=r"takes an observation of shape \(4,\), got \(3,\)"):
+    act([0.0, 0.0, 0.05])

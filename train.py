@@ -424,6 +424,8 @@ def evaluate(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=No
   an env factory or with extra wrappers needs them again (`env`, `wrappers`). Returns the list
   of undiscounted episode returns.
   """
+  if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+    raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
   if video and (not str(video).endswith(".mp4") or not os.path.isdir(os.path.dirname(
       os.path.abspath(video)))):
     raise ValueError(f"--video must name an .mp4 file in an existing directory, got {video!r}")
@@ -456,11 +458,16 @@ def policy_from_run(run_dir, env=None, wrappers=None):
   in, the deterministic action (the mode of π, as `evaluate` takes it) out. `env`, `wrappers`:
   as for `evaluate`."""
   saved = rundir.load_policy(run_dir, 0, checked_config, code=_code(env, wrappers))
-  space = saved["env"].single_action_space
+  space, shape = saved["env"].single_action_space, saved["env"].single_observation_space.shape
   saved["env"].close()
   policy_act = sampling.actor(saved["policy"])
-  return lambda obs: envs.env_action(space, np.asarray(policy_act(
-      saved["params"], saved["stats"], sampling.as_input(obs)[None]))[0])
+
+  def act(obs):
+    if np.shape(obs) != shape:
+      raise ValueError(f"the policy takes an observation of shape {shape}, got {np.shape(obs)}")
+    return envs.env_action(space, np.asarray(policy_act(
+        saved["params"], saved["stats"], sampling.as_input(obs)[None]))[0])
+  return act
 
 
 # ----------------------------------------------------------------------------------------------
