@@ -359,7 +359,7 @@ QUOTES += [
     (D, "against 38.5 with", F42,
      _row("swimmer_table2:", "  at equal steps, seed 0")),
     (D, "seeds 0–3 (63.8, 71.4, 55.6, 71.5 against\n  38.5, 39.9, 40.8, 38.4)", F42,
-     rf"(?m)^swimmer_table2:.*(?:\n.+)*?\n(  at equal steps, seed 0.*\n.*\n.*\n.*)"),
+     r"(?m)^swimmer_table2:.*(?:\n.+)*?\n(  at equal steps, seed 0.*\n.*\n.*\n.*)"),
     (D, "seed 4 (46.1 against 69.9)", F42, _row("swimmer_table2:", "  at equal steps, seed 4")),
     (D, "109 (Hopper)", F42, _row("hopper_table2:", "  vine ")),
     (D, "and 107 (Walker", F42, _row("walker_table2:", "  vine ")),

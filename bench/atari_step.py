@@ -3,7 +3,7 @@ measured in one run.
 
 Samples one batch of --batch Pong frames (8 environments, the initial policy, frames normalised
 per pixel as in training), then times, each as the median of --repeats calls after a warm-up:
-the network's forward pass on the batch (also in chunks, `policies.apply_in_chunks`, as the line
+the network's forward pass on the batch (also in chunks, `trpo.apply_in_chunks`, as the line
 search computes it), the gradient of the surrogate L (Eq. (14)), and the whole `trpo.step`, for
 the CNN of Figure 3 built with `stax.Conv` (`lax.conv_general_dilated`, differentiated by XLA)
 and with `policies.conv` (the same function, transposed as matrix products). The two
@@ -64,7 +64,7 @@ def main():
     grad = jax.jit(lambda p, b, pol=pol: jax.grad(lambda q: trpo.surrogate(
         pol, q, dict(b, logp_q=jax.lax.stop_gradient(
             pol["dist"]["log_prob"](pol["apply"](p, b["obs"]), b["actions"])))))(p))
-    chunked = jax.jit(lambda p, o, pol=pol: policies.apply_in_chunks(pol["apply"], p, o))
+    chunked = jax.jit(lambda p, o, pol=pol: trpo.apply_in_chunks(pol["apply"], p, o))
     steps[name] = trpo.step(params, batch, pol, jax.random.PRNGKey(2))[0]
     times[name] = {"forward": timeit(lambda: fwd(params, batch["obs"]), args.repeats),
                    "forward in chunks": timeit(lambda: chunked(params, batch["obs"]),

@@ -13,7 +13,7 @@ computes advantages with its estimator and value function, as training does. On 
 the line search's backtracks, the accepted step's surrogate improvement L(θ_new) − L(θ_old) and
 its mean KL, and the median time of the step as a ratio to the 10% step's, measured in this run;
 then the 10% step's time with the line search's forward passes in one call each instead of in
-chunks (`policies.apply_in_chunks` replaced for this measurement), as the same ratio.
+chunks (`trpo.apply_in_chunks` replaced for this measurement), as the same ratio.
 Last, the mean backtracks of every committed Table 1 log (results/table1/resume/).
 
   python bench/fisher_subsample.py [--run results/table1/resume/Pong-single_path] [--batches 4]
@@ -28,7 +28,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import policies  # noqa: E402
 import rundir  # noqa: E402
 import sampling  # noqa: E402
 import train  # noqa: E402
@@ -67,12 +66,12 @@ def main():
   seconds = {f: timeit(lambda: trpo.step(params, batch, policy, jax.random.PRNGKey(0),
                                          delta=cfg["delta"], subsample=f), args.repeats)
              for f in FRACTIONS}
-  chunked = policies.apply_in_chunks
-  policies.apply_in_chunks = lambda apply, p, o, size=None: apply(p, o)
+  chunked = trpo.apply_in_chunks
+  trpo.apply_in_chunks = lambda apply, p, o, size=None: apply(p, o)
   jax.clear_caches()   # trpo.step was compiled with the chunks
   one_call = timeit(lambda: trpo.step(params, batch, policy, jax.random.PRNGKey(0),
                                       delta=cfg["delta"], subsample=FRACTIONS[0]), args.repeats)
-  policies.apply_in_chunks = chunked
+  trpo.apply_in_chunks = chunked
   built["env"].close()
   n = cfg["batch"]
   print(f"# {cfg['env']}, the policy of {os.path.relpath(args.run, ROOT)} after "
