@@ -297,13 +297,14 @@ def update(policy, params, batch, key, *, delta=DELTA, damping=DAMPING, cg_iters
       jax.jit(lambda params, batch, key: trpo.update(policy, params, batch, key))
   """
   flat0, unravel = ravel_pytree(params)
+  # (1), (2): g = ∇L(θ_old) and the search direction s ≈ A⁻¹g by conjugate gradient.
   d = _direction(policy, params, batch, key, damping, fisher, cg_iters, subsample)
-  # β = √(2δ / sᵀAs): the step length at which the quadratic model ½ (βs)ᵀA(βs) equals δ.
+  # (3) β = √(2δ / sᵀAs): the step length at which the quadratic model ½ (βs)ᵀA(βs) equals δ.
   beta = jnp.sqrt(2.0 * delta / jnp.where(d["good"], d["sAs"], 1.0))
   full_step = beta * d["s"]
   measure = _measure(policy, d["batch"], d["L0"], unravel)
 
-  def accept(p):   # L improves and the (nonlinear) KL constraint holds
+  def accept(p):   # (4) the line search's test: L improves and the (nonlinear) KL holds
     improve, kls = measure(p)
     return (improve > 0) & (constraint(kls) <= delta), (improve, jnp.mean(kls), jnp.max(kls))
   accepted, frac, (improve, kl, max_kl), backtracks = line_search(
