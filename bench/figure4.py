@@ -180,11 +180,17 @@ def _running(run_dirs, steps):
 def _equal_steps(task):
   """Vine (Section 5.2) against single path (Section 5.1) at equal simulator steps, which the
   two spend differently per update, seed by seed where both have run: the steps the shorter run
-  has reached, and each run's updates and mean return over the last TAIL of them."""
+  has reached, and each run's updates and mean return over the last TAIL of them. For a task
+  whose natural-gradient steps are fixed (ng_extend False), each finished natural-gradient run
+  (seed 0) is set beside them too."""
   out = []
   for seed in range(TASKS[task]["seeds"]):
-    logs = {m: [r for r in _log(_run_dir(task, m, seed)) if r["mean_return"] is not None]
-            for m in ("single_path", "vine")}
+    dirs = {m: _run_dir(task, m, seed) for m in ("single_path", "vine")}
+    if not TASKS[task].get("ng_extend", True) and seed == 0:
+      dirs.update({f"natural gradient {s}": _run_dir(task, "natural_gradient", 0, f"-step{s}")
+                   for s in NG_STEPS if _done(_run_dir(task, "natural_gradient", 0, f"-step{s}"),
+                                              TASKS[task]["steps"])})
+    logs = {m: [r for r in _log(d) if r["mean_return"] is not None] for m, d in dirs.items()}
     if not all(logs.values()):
       continue
     steps = min(log[-1]["steps"] for log in logs.values())
@@ -196,8 +202,9 @@ def _equal_steps(task):
       at[m] = "{:.1f} ({} updates)".format(np.mean(
           [r["mean_return"] for r in upto if r["steps"] >= (1 - TAIL) * steps]
           or [upto[-1]["mean_return"]]), upto[-1]["iteration"])
-    out.append(f"  at equal steps, seed {seed}: {steps:,} steps, single path {at['single_path']}, "
-               f"vine {at['vine']} (mean return over the last {TAIL:.0%} of them)")
+    out.append(f"  at equal steps, seed {seed}: {steps:,} steps, "
+               + ", ".join(f"{m.replace('_', ' ')} {a}" for m, a in at.items())
+               + f" (mean return over the last {TAIL:.0%} of them)")
   return out
 
 
@@ -265,6 +272,22 @@ def _method_dirs(task, method, finished=True):
           if (_done(d, t["steps"]) if finished else _log(d))]
 
 
+def _labelled_dirs(task, method):
+  """(label, run directory) of each run of the method that has a log: the method's own name,
+  or for a task whose natural-gradient steps are fixed (ng_extend False) natural_gradient-stepS
+  for each step's run, all drawn and listed."""
+  if method == "natural_gradient" and not TASKS[task].get("ng_extend", True):
+    return [(f"natural_gradient-step{s}", d) for s in NG_STEPS
+            for d in [_run_dir(task, method, 0, f"-step{s}")] if _log(d)]
+  return [(method, d) for d in _method_dirs(task, method, finished=False)]
+
+
+def _name(label):
+  """The paper's name of a method, with a fixed natural-gradient step where the label has one."""
+  method, _, step = label.partition("-step")
+  return plot.NAMES[method] + (f", step {step}" if step else "")
+
+
 def summarize(tasks, wall):
   """Writes the results files of each stem (figure4, figure4-table2) the tasks belong to."""
   for stem in dict.fromkeys(TASKS[t]["results"] for t in tasks):
@@ -296,9 +319,9 @@ def _summarize(stem, tasks, wall):
     fields = ["task", "method", "seed", "steps", "mean_return"]
     w.writerow(fields)
     for task in stem_tasks:
-      rows = [[task, method, d.rsplit("seed", 1)[1], r["steps"], r["mean_return"]]
+      rows = [[task, label, d.rsplit("seed", 1)[1], r["steps"], r["mean_return"]]
               for method in TASKS[task]["methods"]
-              for d in _method_dirs(task, method, finished=False) for r in _log(d)]
+              for label, d in _labelled_dirs(task, method) for r in _log(d)]
       w.writerows(rows or [[r[k] for k in fields] for r in old_rows if r["task"] == task])
   os.replace(csv_path + ".tmp", csv_path)
   lines = ["$ python bench/figure4.py --tasks " + " ".join(stem_tasks),
@@ -355,8 +378,9 @@ def _plot(stem):
   with open(os.path.join(ROOT, "results", f"{stem}.csv")) as f:
     rows = list(csv.DictReader(f))
   tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+  labels = {t: list(dict.fromkeys(r["method"] for r in rows if r["task"] == t)) for t in tasks}
   # The legend below the panels: three names per panel's width, as many rows as that takes.
-  n_methods = len({m for t in tasks for m in TASKS[t]["methods"]})
+  n_methods = len({m for t in tasks for m in labels[t]})
   ncol = min(n_methods, 3 * len(tasks))
   lines = -(-n_methods // ncol)
   fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.3 + 0.3 * lines),
@@ -366,7 +390,7 @@ def _plot(stem):
   for ax, task in zip(axes[0], tasks):
     t = TASKS[task]
     grid, seeds = np.linspace(0, t["steps"], 101)[1:], 0
-    for method in t["methods"]:
+    for method in labels[task]:
       runs = {}
       for r in rows:
         if r["task"] == task and r["method"] == method and r["mean_return"] not in ("", "nan"):
@@ -379,15 +403,18 @@ def _plot(stem):
       with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # grid points before any return
         mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
-      handles[method], = ax.plot(grid, mean, color=colors[method], lw=1.8)
-      ax.fill_between(grid, mean - std, mean + std, color=colors[method], alpha=0.12)
+      color, style = colors[method.split("-step")[0]], "-"
+      if "-step" in method:   # fixed natural-gradient steps: one colour, a line style each
+        style = ("-", "--", ":", "-.")[[m for m in labels[task] if "-step" in m].index(method) % 4]
+      handles[method], = ax.plot(grid, mean, color=color, ls=style, lw=1.8)
+      ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.12)
     ax.set_title(f"{t['env']} ({task}), {seeds} of {t['seeds']} seeds", fontsize=11)
     ax.set_xlim(0, t["steps"])   # the whole budget: a run still going shows how far it is
     ax.set_xlabel("simulator steps")
     ax.set_ylabel("mean episode return")
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     ax.grid(alpha=0.3)
-  fig.legend(list(handles.values()), [plot.NAMES[m] for m in handles], loc="lower center",
+  fig.legend(list(handles.values()), [_name(m) for m in handles], loc="lower center",
              ncol=ncol, fontsize=11, frameon=False)
   fig.tight_layout(rect=(0, 0.3 * lines / (4.3 + 0.3 * lines), 1, 1))
   fig.savefig(os.path.join(ROOT, "results", f"{stem}.png"), dpi=110)
