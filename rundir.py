@@ -261,10 +261,9 @@ def hold(out):
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError:
     lock.seek(0)
-    holder = lock.read().strip() or "?"
+    message = f"{out} is being written by another run (process {lock.read().strip() or '?'}); "
     lock.close()
-    raise ValueError(f"{out} is being written by another run (process {holder}); wait for it to "
-                     "end or stop it, or use another directory") from None
+    raise ValueError(message + "wait for it to end or stop it, or use another directory") from None
   lock.truncate(0)     # "a+" writes at the end, which is now the start
   print(os.getpid(), file=lock, flush=True)
   return lock
