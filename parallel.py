@@ -55,6 +55,13 @@ def gather_list(items):
                                    if items else np.zeros((0, 2)))]
 
 
+def any_process(flag):
+  """Whether `flag` is true on any process (a collective: all must call it)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(multihost_utils.process_allgather(np.int32(bool(flag))).any())
+
+
 def global_batch(tree):
   """Every leaf [n, ...] (n equal on all processes) → one array [N·n, ...] sharded over the
   processes, process p's rows at p·n (the concatenation of the processes' batches)."""
@@ -86,10 +93,10 @@ def launch(argv, processes, script=None):
   """Runs `python SCRIPT ARGV` (default train.py; a script taking --coordinator, --num-processes
   and --process-id as it does) as `processes` processes on this machine, coordinated on a free
   local port, each on its own cores (`local_cores`, on Linux); process 0 prints, the others are
-  quiet. The processes run in a session of their own: SIGTERM or Ctrl-C to this one is passed to them as
-  SIGTERM, and they stop at an iteration boundary. If one fails or dies the others are stopped
-  (they would wait for it in a collective). Returns 0, or 2 after one line on stderr naming the
-  first process that failed."""
+  quiet. The processes run in a session of their own: SIGTERM or Ctrl-C to this one is passed to
+  them as SIGTERM, and they stop together at an iteration boundary; a second one kills them. If
+  one fails or dies the others are stopped (they would wait for it in a collective). Returns 0,
+  or 2 after one line on stderr naming the first process that failed."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -100,7 +107,12 @@ def launch(argv, processes, script=None):
                                          "--process-id", str(i)],
       stdout=None if i == 0 else subprocess.DEVNULL, stderr=None if i == 0 else subprocess.DEVNULL,
       start_new_session=True) for i in range(processes)]
-  stop = lambda *_: [p.terminate() for p in procs if p.poll() is None]
+  running = lambda: [p for p in procs if p.poll() is None]
+  signals = []
+  def stop(*_):
+    signals.append(1)
+    for p in running():
+      p.kill() if len(signals) > 1 else p.terminate()
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
   # Pinned right after the start, while the child is still importing (its threads, started
   # later, inherit the cores); Linux only, and a child that already exited is left alone.
@@ -108,11 +120,17 @@ def launch(argv, processes, script=None):
     with contextlib.suppress(ProcessLookupError):
       os.sched_setaffinity(p.pid, local_cores(i, processes))
   try:
-    while None in [p.poll() for p in procs] and not any(p.poll() for p in procs):
+    while len(running()) == processes:
       time.sleep(0.2)
-    first = next((i for i, p in enumerate(procs) if p.poll()), None)   # failed before any stop
+    first = next((i for i, p in enumerate(procs) if p.poll()), None)
+    # After a stop or a finish the others end the same iteration; after a failure they would
+    # wait in a collective for the one that failed.
+    deadline = time.monotonic() + (60 if first is None or signals else 0)
+    while running() and time.monotonic() < deadline:
+      time.sleep(0.2)
   finally:
-    stop()
+    for p in running():
+      p.terminate()
     for p in procs:   # one blocked in a collective with a dead peer may not stop by itself
       try:
         p.wait(timeout=60)
@@ -122,7 +140,7 @@ def launch(argv, processes, script=None):
     for s, handler in previous.items():
       signal.signal(s, handler)
   code = procs[first].returncode if first is not None else 0
-  if code < 0 or (first or 0) > 0:   # process 0 says why it failed itself; others cannot
+  if first is not None and not signals and procs[0].returncode != 2:   # 2: it said why itself
     print(f"train.py: error: process {first} " + (f"was killed by signal {-code}" if code < 0
           else f"failed with exit status {code}") + "; the others were stopped", file=sys.stderr)
   return 2 if any(p.returncode for p in procs) else 0

@@ -112,21 +112,23 @@ def _alive(pid):
     return False
 
 
-@pytest.mark.parametrize("target", ["launcher", "child"])
-def test_a_signal_to_the_launcher_or_a_dead_child_stops_them_all(tmp_path, target):
-  # kill PID of the launcher stops every training process at an iteration boundary, with one
-  # line; a training process that dies makes the launcher stop the other and fail, naming it.
+@pytest.mark.parametrize("target,sig", [("launcher", signal.SIGTERM), ("child", signal.SIGTERM),
+                                        ("child", signal.SIGKILL)])
+def test_a_signal_to_the_launcher_or_a_dead_child_stops_them_all(tmp_path, target, sig):
+  # kill PID of the launcher, or of one training process, stops every training process at the
+  # same iteration boundary (one that stopped alone would leave the other waiting for it in a
+  # collective), with one line; a training process that dies makes the launcher stop the other
+  # and fail, naming it.
   proc, child = _launch(tmp_path / "run")
   try:
-    os.kill(proc.pid if target == "launcher" else child, signal.SIGTERM if target == "launcher"
-            else signal.SIGKILL)
+    os.kill(proc.pid if target == "launcher" else child, sig)
     _, err = proc.communicate(timeout=300)
   finally:
     proc.kill()
   lines = err.strip().splitlines()
   assert proc.returncode == 2 and len(lines) == 1, lines
-  assert ("interrupted; the checkpoint holds iteration" if target == "launcher" else
-          "process 0 was killed by signal 9") in lines[0]
+  assert ("process 0 was killed by signal 9" if sig == signal.SIGKILL else
+          "interrupted; the checkpoint holds iteration") in lines[0]
   deadline = time.monotonic() + 60
   while _alive(child) and time.monotonic() < deadline:
     time.sleep(0.2)

@@ -662,16 +662,18 @@ def main(argv=None):
   # `kill PID` (SIGTERM) stops a run as Ctrl-C does, and Ctrl-C works even for a run started in
   # the background (where the shell sets SIGINT to be ignored): both end in the one-line message
   # below, with the last completed iteration in the (atomically written) checkpoint and log.
+  # With several processes, every one must stop at the same iteration boundary (one left alone
+  # in a collective waits for its peer for ever), so they only note the signal and agree below.
   received = []
   def interrupt(signum, frame):
     received.append(signum)
-    if not rundir.in_record_iteration(frame):   # there, stop once checkpoint and log agree
+    if not (args.coordinator or rundir.in_record_iteration(frame)):   # stop once both agree
       raise KeyboardInterrupt
 
   # Held back there, or raised inside a garbage-collector callback (JAX has one) or destructor,
   # where Python prints and drops it: the run then stops after the iteration, written in full.
   def stop_if_received(record):
-    if received:
+    if parallel.any_process(bool(received)):
       raise KeyboardInterrupt
   previous, hook = {}, sys.unraisablehook
   if threading.current_thread() is threading.main_thread():
