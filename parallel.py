@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -26,12 +27,38 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+# Seconds processes wait for each other to join (JAX's own default).
+TIMEOUT = 300
 
-def initialize(coordinator, num_processes, process_id):
+
+def initialize(coordinator, num_processes, process_id, timeout=TIMEOUT):
   """Joins the run of `num_processes` processes coordinated at HOST:PORT (process 0's address),
-  before any other JAX call; CPU collectives by gloo."""
+  before any other JAX call; CPU collectives by gloo. Says on stderr that it waits, every 30 s;
+  raises ValueError if the host does not resolve or not all processes join within `timeout`
+  seconds (JAX itself would abort the interpreter with a C++ stack trace: the watchdog thread
+  ends the process first, with one line)."""
+  host = coordinator.rsplit(":", 1)[0]
+  try:
+    socket.getaddrinfo(host, None)
+  except OSError:
+    raise ValueError(f"--coordinator host {host!r} does not resolve") from None
+  joined = threading.Event()
+  def watch():
+    start = time.monotonic()
+    while not joined.wait(min(30, max(timeout - (time.monotonic() - start), 0))):
+      waited = time.monotonic() - start
+      if waited >= timeout:
+        print(f"train.py: error: process {process_id}: not all {num_processes} processes joined "
+              f"at {coordinator} within {timeout:g} s (--coordinator-timeout)", file=sys.stderr,
+              flush=True)
+        os._exit(2)
+      print(f"process {process_id}: waiting for the {num_processes} processes at {coordinator} "
+            f"({waited:.0f} of {timeout:g} s)", file=sys.stderr, flush=True)
+  threading.Thread(target=watch, daemon=True).start()
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator, num_processes, process_id)
+  jax.distributed.initialize(coordinator, num_processes, process_id,
+                             initialization_timeout=int(timeout) + 60)
+  joined.set()
 
 
 def gather(x):
@@ -119,6 +146,7 @@ def launch(argv, processes, script=None):
   for i, p in enumerate(procs if hasattr(os, "sched_setaffinity") else []):
     with contextlib.suppress(ProcessLookupError):
       os.sched_setaffinity(p.pid, local_cores(i, processes))
+  first = None
   try:
     while len(running()) == processes:
       time.sleep(0.2)
@@ -128,9 +156,9 @@ def launch(argv, processes, script=None):
     deadline = time.monotonic() + (60 if first is None or signals else 0)
     while running() and time.monotonic() < deadline:
       time.sleep(0.2)
-  finally:
+  finally:   # after a failure the others' state is of no use: killed, not waited for
     for p in running():
-      p.terminate()
+      p.terminate() if first is None or signals else p.kill()
     for p in procs:   # one blocked in a collective with a dead peer may not stop by itself
       try:
         p.wait(timeout=60)

@@ -180,15 +180,24 @@ def load_checkpoint(run_dir):
   missing = [k for k in REQUIRED if k not in data]
   if missing:
     raise ValueError(f"{path} is not a checkpoint of train.py: it lacks {missing}")
-  bad = [k for k in ("iteration", "steps", "seconds", "config")
-         if np.ndim(data[k]) or data[k].dtype.kind not in ("iufU" if k == "config" else "iuf")]
-  try:
-    cfg = json.loads(str(data["config"])) if not bad else None
-  except json.JSONDecodeError:
-    cfg = None
-  if bad or not isinstance(cfg, dict):
-    raise ValueError(f"{path} is not a checkpoint of train.py: bad entries {bad or ['config']}")
+  kinds = {"iteration": "iu", "steps": "iu", "seconds": "iuf", "config": "U", "record": "U"}
+  bad = [k for k in kinds if k in data and (np.ndim(data[k]) or data[k].dtype.kind not in kinds[k]
+                                           or (kinds[k] != "U" and not 0 <= data[k] < 2**62))]
+  cfg, record = (_json_object(data, k) for k in ("config", "record"))
+  bad += [k for k, v in (("config", cfg), ("record", record))
+          if k in data and k not in bad and not (isinstance(v, dict) and (k == "config" or (
+              type(v.get("iteration")) is int and v["iteration"] == data["iteration"])))]
+  if bad:
+    raise ValueError(f"{path} is not a checkpoint of train.py: bad entries {bad}")
   return cfg, data
+
+
+def _json_object(data, name):
+  """The JSON text of entry `name` decoded, or None."""
+  try:
+    return json.loads(str(data[name])) if name in data and data[name].dtype.kind == "U" else None
+  except json.JSONDecodeError:
+    return None
 
 
 def check_sizes(cfg, built, data):
@@ -212,6 +221,11 @@ def restore_state(state, data, cfg):
   checked by `check_sizes` first)."""
   key = state["key"]
   stats = state["stats"]
+  shape = np.shape(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                   else key)
+  if np.shape(data["key"]) != shape or data["key"].dtype != np.uint32:
+    raise ValueError(f"the checkpoint's random key is {data['key'].dtype} of shape "
+                     f"{np.shape(data['key'])}, not uint32 of shape {shape}")
   for k in () if stats is None else ("mean", "var"):
     saved = np.shape(data[f"stats_{k}"]) if f"stats_{k}" in data else None
     if saved != np.shape(stats[k]):
@@ -246,8 +260,11 @@ def read_log(out, note=print):
         note(f"{path}: dropped a partial last line (a write was cut short)")
         continue
       raise ValueError(f"{path} line {i + 1} is not JSON; the log is damaged") from None
-    if not isinstance(record, dict) or not isinstance(record.get("iteration"), int):
+    if not isinstance(record, dict) or type(record.get("iteration")) is not int:
       raise ValueError(f"{path} line {i + 1} is not an iteration record (no 'iteration')")
+    if records and record["iteration"] != records[-1]["iteration"] + 1:
+      raise ValueError(f"{path} line {i + 1} holds iteration {record['iteration']} after "
+                       f"{records[-1]['iteration']}: the iterations of a log count up by one")
     records.append(record)
   return records
 

@@ -5,6 +5,7 @@ step on the batch sharded over them, the value fit on the gathered batch), and t
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -133,3 +134,43 @@ def test_a_signal_to_the_launcher_or_a_dead_child_stops_them_all(tmp_path, targe
   while _alive(child) and time.monotonic() < deadline:
     time.sleep(0.2)
   assert not _alive(child)
+
+
+@pytest.mark.parametrize("process_id,host", [(0, "127.0.0.1"), (1, "127.0.0.1"),
+                                             (1, "no-such-host.invalid")])
+def test_a_peer_that_never_comes_ends_in_one_line_at_the_timeout(tmp_path, process_id, host):
+  # The coordinator (process 0) waiting for its peer, a peer waiting for its coordinator, and a
+  # host that does not resolve: one line and exit status 2, not JAX's abort with a stack trace.
+  with socket.socket() as s:   # a port nobody listens on
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  proc = subprocess.run([sys.executable, "train.py", "--coordinator", f"{host}:{port}",
+                         "--num-processes", "2", "--process-id", str(process_id),
+                         "--coordinator-timeout", "3", "--out", str(tmp_path / "run")],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 2 and len(lines) == 1, lines
+  assert ("does not resolve" if host != "127.0.0.1" else
+          f"not all 2 processes joined at {host}:{port} within 3 s") in lines[0]
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_run_one_process_refuses_stops_every_process_with_one_line(tmp_path):
+  # --out DIR holding a run: process 0 refuses it, and process 1, which has nothing to refuse,
+  # learns it in the collective where it waits and stops too, in one line of its own.
+  train.train("CartPole-v1", steps=512, batch=512, out=str(tmp_path / "run"), log=lambda s: None)
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  procs = [subprocess.Popen([sys.executable, "train.py", "--coordinator", f"127.0.0.1:{port}",
+                             "--num-processes", "2", "--process-id", str(i), "--batch", "512",
+                             "--out", str(tmp_path / "run")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  try:
+    errs = [p.communicate(timeout=300)[1].strip().splitlines() for p in procs]  # against a hang
+  finally:
+    for p in procs:
+      p.kill()
+  assert [p.returncode for p in procs] == [2, 2] and [len(e) for e in errs] == [1, 1], errs
+  assert "holds a run" in errs[0][0] and "another process refused the run" in errs[1][0]

@@ -186,6 +186,10 @@ def test_an_option_of_the_wrong_type_is_named(option, value, tmp_path):
     # Sizes that would allocate gigabytes before the mismatch showed: counted, not built.
     ({"hidden": [16384, 16384]}, "the checkpoint's policy has (4610,) parameters"),
     ({"policy": np.full(4610, np.nan, np.float32)}, "policy parameters are not all finite"),
+    ({"iteration": np.array(-5)}, "bad entries ['iteration'"),
+    ({"steps": np.array(2048.5)}, "bad entries ['steps']"),
+    ({"record": np.array("[1]")}, "bad entries ['record']"),
+    ({"record": np.array('{"iteration": 7}')}, "bad entries ['record']"),
 ])
 def test_a_saved_config_or_array_that_lies_gives_one_line(saved_run, tmp_path, capsys, change,
                                                           message):
@@ -212,11 +216,26 @@ def test_a_checkpoint_from_before_an_option_existed_resumes(saved_run, tmp_path,
   assert _iterations(run) == [1, 2, 3]
 
 
-def test_log_lines_that_are_not_records_give_one_line(saved_run, tmp_path, capsys):
+@pytest.mark.parametrize("log, message", [
+    ('{"iteration": 1}\n[1, 2]\n', "log.jsonl line 2 is not an iteration record"),
+    ('{"iteration": true}\n', "log.jsonl line 1 is not an iteration record"),
+    ('{"iteration": 1}\n{"iteration": 2}\n{"iteration": 2}\n',
+     "log.jsonl line 3 holds iteration 2 after 2"),
+    ('{"iteration": 2}\n{"iteration": 1}\n', "log.jsonl line 2 holds iteration 1 after 2")])
+def test_log_lines_that_are_not_records_in_order_give_one_line(saved_run, tmp_path, capsys, log,
+                                                                 message):
   run = _copy(saved_run, tmp_path / "run")
-  (run / "log.jsonl").write_text('{"iteration": 1}\n[1, 2]\n')
+  (run / "log.jsonl").write_text(log)
+  _one_line_error(*_cli(capsys, "--resume", run, "--steps", "4096")[::2], message)
+
+
+def test_a_saved_key_of_another_shape_gives_one_line(saved_run, tmp_path, capsys):
+  run = _copy(saved_run, tmp_path / "run")
+  with np.load(run / "checkpoint.npz") as z:
+    entries = {k: z[k] for k in z.files}
+  np.savez(run / "checkpoint.npz", **dict(entries, key=np.zeros(3, np.uint32)))
   _one_line_error(*_cli(capsys, "--resume", run, "--steps", "4096")[::2],
-                  "log.jsonl line 2 is not an iteration record")
+                  "random key is uint32 of shape (3,), not uint32 of shape (2,)")
 
 
 # ----------------------------------------------------------------------------------------------

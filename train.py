@@ -380,12 +380,21 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
   default). Returns {"policy", "params", "history" (the iterations' records), "config",
   "state"}.
   """
-  cfg = make_config({"env": env_id, "steps": steps, "seed": seed, **options}, out, resume, log)
-  if jax.process_count() > 1 and cfg["method"] in ("vine",) + baselines.METHODS:
-    raise ValueError(f"several processes run the single-path methods, not {cfg['method']!r}")
-  log = log if jax.process_index() == 0 else (lambda line: None)   # one writer: process 0
-  single_env = cfg["method"] == "vine" or cfg["method"] in baselines.SEARCH
-  run, state, ckpt = rundir.start(cfg, out, resume, single_env, overwrite, log)
+  # With several processes, one that refuses the run says so in a collective before the first
+  # of training, where the others wait (a peer that left would leave them waiting for ever).
+  try:
+    cfg = make_config({"env": env_id, "steps": steps, "seed": seed, **options}, out, resume, log)
+    if jax.process_count() > 1 and cfg["method"] in ("vine",) + baselines.METHODS:
+      raise ValueError(f"several processes run the single-path methods, not {cfg['method']!r}")
+    log = log if jax.process_index() == 0 else (lambda line: None)   # one writer: process 0
+    single_env = cfg["method"] == "vine" or cfg["method"] in baselines.SEARCH
+    run, state, ckpt = rundir.start(cfg, out, resume, single_env, overwrite, log)
+  except (ValueError, OSError):
+    parallel.any_process(True)
+    raise
+  if parallel.any_process(False):
+    run["env"].close()
+    raise ValueError("another process refused the run (process 0 says why)")
   run["pool"], run["copies"] = None, [run["env"]]
   try:
     method = method_iteration(cfg, run, state)
@@ -554,6 +563,8 @@ def parser():
                   "machine, each sampling its share of the batch (default: 1)")
   ap.add_argument("--coordinator", metavar="HOST:PORT", help="several hosts: process 0's "
                   "address, with --num-processes and --process-id (see parallel.py)")
+  ap.add_argument("--coordinator-timeout", type=float, metavar="SECONDS", help="with "
+                  f"--coordinator: how long to wait for every process (default: {parallel.TIMEOUT})")
   ap.add_argument("--num-processes", type=int, help=argparse.SUPPRESS)
   ap.add_argument("--process-id", type=int, help=argparse.SUPPRESS)
   for name, kind, help_text in FLAGS:
@@ -590,6 +601,9 @@ def flag_error(args):
        "(0 <= I < N), all three"),
       (args.coordinator is None or re.fullmatch(r"[^:\s]+:\d{1,5}", args.coordinator),
        f"--coordinator must be HOST:PORT, got {args.coordinator!r}"),
+      (args.coordinator_timeout is None or (args.coordinator and 0 < args.coordinator_timeout
+                                            < 1e6), "--coordinator-timeout takes seconds in "
+       f"(0, 1e6) and goes with --coordinator, got {args.coordinator_timeout}"),
       (args.processes == 1 or (args.coordinator is None and not args.eval),
        "--processes N trains with N processes on this machine: not with --eval or --coordinator"),
       (all(getattr(args, k) != "" for k in ("eval", "resume", "out")),
@@ -654,7 +668,11 @@ def main(argv=None):
             (i == 0 or argv[i - 1] != "--processes")]
     return parallel.launch(rest, args.processes)
   if args.coordinator:
-    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+    try:
+      parallel.initialize(args.coordinator, args.num_processes, args.process_id,
+                          args.coordinator_timeout or parallel.TIMEOUT)
+    except ValueError as e:
+      return fail(str(e))
   if not (args.eval or args.resume or args.out):
     args.out = f"runs/{(args.env or DEFAULTS['env']).replace('/', '_')}-seed" \
         f"{DEFAULTS['seed'] if args.seed is None else args.seed}"
