@@ -136,6 +136,8 @@ def env_fn(env_id, env_kwargs=None, wrappers=(), fire_reset=False, render=False)
   keyword arguments include render_mode="rgb_array" (for a factory too)."""
   kwargs, ours = ({}, []) if callable(env_id) else _make_args(env_id, fire_reset)
   kwargs = dict(kwargs, **(env_kwargs or {}), **({"render_mode": "rgb_array"} if render else {}))
+  if render:   # frames are drawn off screen: with no display driver SDL (pygame) complains at
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")   # exit on every run; the user's is kept
 
   # The spec, not the id: it carries its entry point, so a worker process that has not
   # registered the ALE ids (the function is pickled into it) can still make the environment.

@@ -10,6 +10,7 @@ differs between the settings. Needs matplotlib (`pip install -e ".[plots]"`).
 """
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -27,7 +28,15 @@ def settings(run_dirs):
   groups = {}
   for run in run_dirs:
     cfg = rundir.load_checkpoint(run)[0]
-    records = [r for r in rundir.read_log(run) if r["mean_return"] is not None]
+    records = rundir.read_log(run)
+    bad = next((r["iteration"] for r in records if type(r.get("steps")) is not int or not (
+        r.get("mean_return") is None or type(r["mean_return"]) in (int, float))), None)
+    if bad is not None:
+      raise ValueError(f"{run}/log.jsonl: iteration {bad} lacks integer 'steps' or a numeric "
+                       "'mean_return'")
+    records = [r for r in records if r["mean_return"] is not None]
+    if not records:
+      raise ValueError(f"{run} has no finished episode in its log yet: nothing to plot")
     key = tuple(sorted((k, str(v)) for k, v in cfg.items() if k not in ("seed", "steps")))
     groups.setdefault(key, []).append((np.array([r["steps"] for r in records]),
                                        np.array([r["mean_return"] for r in records])))
@@ -54,7 +63,12 @@ def main(argv=None):
   except ImportError:
     print("plot.py: error: needs matplotlib: pip install -e '.[plots]'", file=sys.stderr)
     return 2
+  kinds = plt.figure().canvas.get_supported_filetypes()
   try:
+    if os.path.splitext(args.out)[1][1:].lower() not in kinds:
+      raise ValueError(f"--out must end in one of .{', .'.join(sorted(kinds))}, got {args.out!r}")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+      raise ValueError(f"--out {args.out!r} is in a directory that does not exist")
     groups = settings(args.runs)
   except ValueError as e:
     print(f"plot.py: error: {e}", file=sys.stderr)

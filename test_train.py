@@ -625,6 +625,27 @@ def test_plot_groups_seeds_of_a_setting_and_writes_a_png(tmp_path):
   assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_gives_one_line_for_bad_inputs(tmp_path, capsys):
+  import plot
+  run = tmp_path / "run"
+  train.train("CartPole-v1", steps=1024, out=str(run), batch=1024, log=lambda line: None)
+  good = (run / "log.jsonl").read_text()
+  cases = [("", "curves", "--out must end in one of"), ("", "curves.xyz", "--out must end in"),
+           ("", "missing/curves.png", "in a directory that does not exist"),
+           ('{"iteration": 1, "steps": 1024, "mean_return": null}\n', "c.png",
+            "has no finished episode in its log yet"),
+           ("\n", "c.png", "has no finished episode"),
+           ('{"iteration": 1, "steps": 1024, "mean_return": "12"}\n', "c.png",
+            "iteration 1 lacks integer 'steps' or a numeric 'mean_return'"),
+           ('{"iteration": 1, "mean_return": 12.0}\n', "c.png", "iteration 1 lacks integer")]
+  for log, out, message in cases:
+    (run / "log.jsonl").write_text(log or good)
+    assert plot.main([str(run), "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("plot.py: error: ") and message in err[0], err
+  assert sorted(os.listdir(tmp_path)) == ["run"]   # nothing written
+
+
 def test_evaluation_records_a_video_and_the_same_episodes(tmp_path, capsys):
   run = str(tmp_path / "run")
   train.train("CartPole-v1", steps=1024, seed=0, out=run, batch=1024, log=lambda line: None)
@@ -637,6 +658,12 @@ def test_evaluation_records_a_video_and_the_same_episodes(tmp_path, capsys):
   assert (tmp_path / "eval-step-0.mp4").read_text() == "someone else's file"
   assert train.main(["--eval", run, "--video", str(tmp_path / "eval.avi")]) == 2
   assert "--video must name an .mp4 file" in capsys.readouterr().err
+  # A recording that succeeds says nothing on stderr (SDL's XDG_RUNTIME_DIR line included).
+  env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "SDL_VIDEODRIVER")}
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--eval", run,
+                         "--episodes", "1", "--video", str(video)], capture_output=True,
+                        text=True, env=env, timeout=300)
+  assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
 def _blow_up_once(env):
