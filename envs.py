@@ -31,6 +31,8 @@ from gymnasium.vector import AutoresetMode
 import policies
 
 VECTORIZATION = ("auto", "sync", "async")
+# Copies of an environment in one vector env: each is built, and held in memory, up front.
+MAX_ENVS = 1024
 
 gym.register_envs(ale_py)   # the ALE/... ids (importing ale_py registers them; this keeps it used)
 
@@ -162,6 +164,13 @@ def _made(env_id, make_fn, hint=""):
                      f"{first}){hint}") from None
 
 
+
+def check_num_envs(num_envs):
+  """Raises ValueError unless num_envs is an integer from 1 to MAX_ENVS."""
+  if not isinstance(num_envs, int) or not 1 <= num_envs <= MAX_ENVS:
+    raise ValueError(f"num_envs must be an integer from 1 to {MAX_ENVS}, got {num_envs!r}")
+
+
 def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwargs=None,
          wrappers=(), fire_reset=False):
   """A vector environment of `num_envs` copies of `env_fn(env_id, env_kwargs, wrappers,
@@ -174,8 +183,7 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwarg
   """
   if vectorization not in VECTORIZATION:
     raise ValueError(f"vectorization must be one of {VECTORIZATION}, got {vectorization!r}")
-  if not isinstance(num_envs, int) or num_envs < 1:
-    raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+  check_num_envs(num_envs)
   if vectorization == "auto":
     vectorization = "async" if is_atari(env_id) and num_envs > 1 else "sync"
   make_one = env_fn(env_id, env_kwargs, wrappers, fire_reset, render=bool(video))

@@ -186,6 +186,8 @@ def test_an_option_of_the_wrong_type_is_named(option, value, tmp_path):
     # Sizes that would allocate gigabytes before the mismatch showed: counted, not built.
     ({"hidden": [16384, 16384]}, "the checkpoint's policy has (4610,) parameters"),
     ({"policy": np.full(4610, np.nan, np.float32)}, "policy parameters are not all finite"),
+    ({"num_envs": 3_000_000}, "num_envs must be an integer from 1 to 1024, got 3000000"),
+    ({"batch": 2**30}, "batch must be an integer from num_envs (8) to 2**24, got 1073741824"),
     ({"iteration": np.array(-5)}, "bad entries ['iteration'"),
     ({"steps": np.array(2048.5)}, "bad entries ['steps']"),
     ({"record": np.array("[1]")}, "bad entries ['record']"),

@@ -109,9 +109,11 @@ def _check_types(cfg):
 
 def validate_config(cfg):
   """Raises ValueError naming the first option of the wrong type or outside its allowed range.
-  The options of `trpo.step` are checked by `trpo.check_options`, num_envs and vectorization by
-  `envs.make`. The same for a new run, a resumed one and an evaluated one."""
+  The options of `trpo.step` are checked by `trpo.check_options`, num_envs by
+  `envs.check_num_envs`, vectorization by `envs.make`. The same for a new run, a resumed one
+  and an evaluated one."""
   _check_types(cfg)
+  envs.check_num_envs(cfg["num_envs"])
   checks = [
       ("env", isinstance(cfg["env"], str) or callable(cfg["env"]),
        "a Gymnasium id or a function returning an environment"),
@@ -126,7 +128,8 @@ def validate_config(cfg):
        "an integer in [0, 2**32)"),
       ("gamma", 0 < cfg["gamma"] < 1, "in (0, 1)"),
       ("lam", 0 <= cfg["lam"] <= 1, "in [0, 1]"),
-      ("batch", cfg["batch"] >= cfg["num_envs"], f"an integer >= num_envs ({cfg['num_envs']})"),
+      ("batch", cfg["num_envs"] <= cfg["batch"] <= 2**24,
+       f"an integer from num_envs ({cfg['num_envs']}) to 2**24"),
       ("estimator", cfg["estimator"] in ("gae", "mc"), "'gae' or 'mc'"),
       ("method", cfg["method"] in ALGORITHMS, f"one of {ALGORITHMS}"),
       ("vine_states", cfg["vine_states"] >= 1, "an integer >= 1"),
