@@ -1,14 +1,15 @@
-"""The defaults by environment family (train.FAMILY_DEFAULTS) next to a peer's published figures.
+"""The defaults (train.FAMILY_DEFAULTS, train.TASK_DEFAULTS) next to a peer's published figures.
 
-  python bench/defaults.py [--episodes 10]
+  python bench/defaults.py [--tasks ID ...] [--seeds 0 1 2] [--episodes 10]
 
-For each task, the runs of `python train.py --env ID --seed S` with no other flag (the run
-directories runs/ID-seedS, which `bench/learning.py` leaves for CartPole and Hopper and this
-script trains when they are missing; their configs are checked to equal the defaults) are evaluated as the RL Zoo evaluates its agents: the
-deterministic policy (the mode of π) for --episodes episodes (`train.evaluate`, seed 12345).
-Prints and writes results/defaults.txt: per task the budget, the per-seed evaluation mean, and
-the peer's figure (the RL Zoo's TRPO benchmark, sb3-contrib, one run, deterministic evaluation,
-on the v3 MuJoCo tasks: github.com/DLR-RM/rl-baselines3-zoo, benchmark.md).
+For each task and seed, the run of `python train.py --env ID --seed S --steps BUDGET` with no
+other flag, kept in results/defaults/ID-seedS (trained when missing, resumed when short of its
+budget; its config is checked to equal the defaults), is evaluated as the RL Zoo evaluates its
+agents: the deterministic policy (the mode of π) for --episodes episodes (`train.evaluate`,
+seed 12345). Writes results/defaults.txt, one line per task (a task not in --tasks keeps its
+line): the per-seed evaluation means, their mean and standard deviation over seeds, and the
+peer's figure beside them (the RL Zoo's TRPO benchmark, sb3-contrib, one run, deterministic
+evaluation, v3 MuJoCo tasks: github.com/DLR-RM/rl-baselines3-zoo, benchmark.md).
 """
 
 import argparse
@@ -21,44 +22,61 @@ import rundir  # noqa: E402
 import train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "results", "defaults.txt")
 # task: (budget in steps, the RL Zoo's TRPO figure at that budget: "mean ± std (task, steps)").
 TASKS = {"CartPole-v1": (100_000, "500.0 ± 0.0 (CartPole-v1, 100k)"),
          "Pendulum-v1": (100_000, "-174.6 ± 127.6 (Pendulum-v1, 100k)"),
-         "Hopper-v5": (1_000_000, "3618.4 ± 356.8 (Hopper-v3, 1M)")}
+         "Hopper-v5": (1_000_000, "3618.4 ± 356.8 (Hopper-v3, 1M)"),
+         "Walker2d-v5": (1_000_000, "4933.1 ± 1452.5 (Walker2d-v3, 1M)"),
+         "HalfCheetah-v5": (1_000_000, "1785.5 ± 68.7 (HalfCheetah-v3, 1M)"),
+         "Ant-v5": (1_000_000, "4982.3 ± 663.8 (Ant-v3, 1M)"),
+         "Swimmer-v5": (1_000_000, "365.7 ± 2.1 (Swimmer-v3, 1M)"),
+         "InvertedPendulum-v5": (1_000_000, "not in its table; solved is 1000")}
+
+
+def seed_run(env, seed, budget):
+  """The run directory of the defaults' run of `env` and `seed`, trained to `budget` first."""
+  run = os.path.join(ROOT, "results", "defaults", f"{env}-seed{seed}")
+  done = os.path.exists(os.path.join(run, "checkpoint.npz"))
+  if not done or rundir.load_checkpoint(run)[1]["steps"] < budget:
+    print(f"training {env} seed {seed} to {budget} steps in {run}", flush=True)
+    train.train(env, steps=budget, seed=seed, out=run, resume=done, log=lambda s: None)
+  cfg = rundir.load_checkpoint(run)[0]
+  expected = train.make_config({"env": env, "seed": seed, "steps": cfg["steps"]}, None, False,
+                               note=lambda s: None)
+  # Options a checkpoint predates were their DEFAULTS value then.
+  differ = {k: (cfg[k], v) for k, v in expected.items()
+            if k in cfg and cfg[k] != (list(v) if isinstance(v, tuple) else v)}
+  if differ:
+    raise SystemExit(f"{run} was not trained with the defaults: {differ}")
+  return run
 
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
   ap.add_argument("--episodes", type=int, default=10)
   ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   args = ap.parse_args()
-  lines = [f"$ python bench/defaults.py --episodes {args.episodes}"]
-  for env, (budget, peer) in TASKS.items():
-    means = []
-    for seed in args.seeds:
-      run = os.path.join(ROOT, "runs", f"{env}-seed{seed}")
-      if not os.path.exists(os.path.join(run, "checkpoint.npz")):   # train it: defaults only
-        train.train(env, steps=budget, seed=seed, out=run, overwrite=True, log=lambda s: None)
-      cfg = rundir.load_checkpoint(run)[0]
-      expected = train.make_config({"env": env, "seed": seed, "steps": cfg["steps"]}, None,
-                                   False, note=lambda s: None)
-      # Options a checkpoint predates were their DEFAULTS value then.
-      differ = {k: (cfg[k], v) for k, v in expected.items()
-                if k in cfg and cfg[k] != (list(v) if isinstance(v, tuple) else v)}
-      if differ:
-        raise SystemExit(f"{run} was not trained with the family defaults: {differ}")
-      returns = train.evaluate(run, episodes=args.episodes)
-      means.append(statistics.mean(returns))
-    lines.append(f"{env}: `python train.py --env {env} --steps {budget}` (defaults), seeds "
-                 f"{args.seeds}: deterministic evaluation over {args.episodes} episodes "
-                 f"{', '.join(f'{m:.1f}' for m in means)} (mean {statistics.mean(means):.1f}); "
-                 f"RL Zoo TRPO {peer}")
-  text = "\n".join(lines)
-  with open(os.path.join(ROOT, "results", "defaults.txt.tmp"), "w") as f:
+  lines = {}
+  if os.path.exists(RESULTS):
+    with open(RESULTS) as f:
+      lines = {line.split(":")[0]: line.rstrip("\n") for line in f if not line.startswith("$")}
+  for env in args.tasks:
+    budget, peer = TASKS[env]
+    means = [statistics.mean(train.evaluate(seed_run(env, seed, budget), episodes=args.episodes))
+             for seed in args.seeds]
+    spread = f" ± {statistics.stdev(means):.1f}" if len(means) > 1 else ""
+    lines[env] = (f"{env}: `python train.py --env {env} --steps {budget}` (defaults), seeds "
+                  f"{args.seeds}: deterministic evaluation over {args.episodes} episodes "
+                  f"{', '.join(f'{m:.1f}' for m in means)} (mean {statistics.mean(means):.1f}"
+                  f"{spread}); RL Zoo TRPO {peer}")
+    print(lines[env], flush=True)
+  text = "\n".join([f"$ python bench/defaults.py --episodes {args.episodes}"]
+                   + [lines[env] for env in TASKS if env in lines])
+  with open(RESULTS + ".tmp", "w") as f:
     f.write(text + "\n")
-  os.replace(os.path.join(ROOT, "results", "defaults.txt.tmp"),
-             os.path.join(ROOT, "results", "defaults.txt"))
-  print(text)
+  os.replace(RESULTS + ".tmp", RESULTS)
 
 
 if __name__ == "__main__":
