@@ -40,8 +40,10 @@ gym.register_envs(ale_py)   # the ALE/... ids (importing ale_py registers them; 
 def _mujoco_warning(message):
   """MuJoCo's warnings (an unstable simulation, which MuJoCo resets itself) as Python warnings,
   once per kind, instead of MuJoCo's default: a MUJOCO_LOG.TXT in the working directory, outside
-  the run directory."""
-  warnings.warn(f"MuJoCo: {message.split(' Time =')[0]}", RuntimeWarning, stacklevel=2)
+  the run directory. Its notes that a model file uses a deprecated attribute are dropped: they
+  are about Gymnasium's files, which a user cannot change, and would come with every run."""
+  if "deprecated" not in message:
+    warnings.warn(f"MuJoCo: {message.split(' Time =')[0]}", RuntimeWarning, stacklevel=2)
 
 
 mujoco.set_mju_user_warning(_mujoco_warning)

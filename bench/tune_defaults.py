@@ -35,6 +35,7 @@ TRIALS = [
     ("HalfCheetah-v5", "--delta 0.04 --batch 2048", [0]),
     ("Walker2d-v5", "", [0]),
     ("Walker2d-v5", "--batch 2048", [0]),
+    ("Walker2d-v5", "--delta 0.04 --batch 2048", [0]),
     ("Ant-v5", "", [0]),
     ("Ant-v5", "--gamma 0.99 --lam 0.95 --batch 2048 --delta 0.01", [0]),
     ("Ant-v5", "--log-std-init -1", [0]),
