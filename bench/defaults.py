@@ -58,20 +58,22 @@ def main():
   ap.add_argument("--episodes", type=int, default=10)
   ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   args = ap.parse_args()
-  lines = {}
-  if os.path.exists(RESULTS):
-    with open(RESULTS) as f:
-      lines = {line.split(":")[0]: line.rstrip("\n") for line in f if not line.startswith("$")}
+  new = {}
   for env in args.tasks:
     budget, peer = TASKS[env]
     means = [statistics.mean(train.evaluate(seed_run(env, seed, budget), episodes=args.episodes))
              for seed in args.seeds]
     spread = f" ± {statistics.stdev(means):.1f}" if len(means) > 1 else ""
-    lines[env] = (f"{env}: `python train.py --env {env} --steps {budget}` (defaults), seeds "
-                  f"{args.seeds}: deterministic evaluation over {args.episodes} episodes "
-                  f"{', '.join(f'{m:.1f}' for m in means)} (mean {statistics.mean(means):.1f}"
-                  f"{spread}); RL Zoo TRPO {peer}")
-    print(lines[env], flush=True)
+    new[env] = (f"{env}: `python train.py --env {env} --steps {budget}` (defaults), seeds "
+                f"{args.seeds}: deterministic evaluation over {args.episodes} episodes "
+                f"{', '.join(f'{m:.1f}' for m in means)} (mean {statistics.mean(means):.1f}"
+                f"{spread}); RL Zoo TRPO {peer}")
+    print(new[env], flush=True)
+  lines = {}
+  if os.path.exists(RESULTS):   # read now, not at the start: another task may have finished
+    with open(RESULTS) as f:
+      lines = {line.split(":")[0]: line.rstrip("\n") for line in f if not line.startswith("$")}
+  lines.update(new)
   text = "\n".join([f"$ python bench/defaults.py --episodes {args.episodes}"]
                    + [lines[env] for env in TASKS if env in lines])
   with open(RESULTS + ".tmp", "w") as f:

@@ -16,6 +16,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import envs  # noqa: E402
 import rundir  # noqa: E402
 import train  # noqa: E402
 
@@ -54,8 +55,12 @@ def evaluate(env, flags, seed, episodes):
   if not os.path.exists(os.path.join(run, "checkpoint.npz")) or \
       rundir.load_checkpoint(run)[1]["steps"] < STEPS:
     print(f"training {run}", flush=True)
+    # Over the family's defaults: the task's own (chosen by these trials) are given back.
+    family = dict(train.DEFAULTS, **train.FAMILY_DEFAULTS[envs.family(env)])
+    back = [f"--{k.replace('_', '-')}={family[k]}" for k in train.TASK_DEFAULTS.get(env, {})
+            if f"--{k.replace('_', '-')}" not in flags]
     code = train.main(["--env", env, "--seed", str(seed), "--steps", str(STEPS), "--out", run,
-                       "--overwrite"] + shlex.split(flags))
+                       "--overwrite"] + shlex.split(flags) + back)
     if code:
       raise SystemExit(code)
   return statistics.mean(train.evaluate(run, episodes=episodes))
