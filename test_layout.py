@@ -406,6 +406,24 @@ QUOTES += [
     (T, "At γ = 0.1, α = 0.25 the\ngap is 1.62 times the ICML bound", "theory.txt",
      _line("  constructed (counterexample_constant2")),
 ]
+_TUNE = "defaults-tuning.txt"
+QUOTES += [
+    (D, "gives 33.4", _TUNE, _line("Swimmer-v5 (the family")),
+    (D, "the Zoo's γ = 0.9999\n  gives 100.9", _TUNE, _line("Swimmer-v5 --gamma 0.9999:")),
+    (D, "0.99 gives 362.3, 297.7, 361.1", _TUNE, _line("Swimmer-v5 --gamma 0.999 --lam 0.99:")),
+    (D, "2,048 as well 364.6, 365.1, 363.4", _TUNE,
+     _line("Swimmer-v5 --gamma 0.999 --lam 0.99 --batch 2048:")),
+    (D, "target KL) gives 1722.6", _TUNE, _line("HalfCheetah-v5 --delta 0.04:")),
+    (D, "well 3346.2, its defaults now", _TUNE, _line("HalfCheetah-v5 --delta 0.04 --batch")),
+    (D, "(36.6;", _TUNE, _line("Ant-v5 (the family")),
+    (D, "batch and δ 58.5", _TUNE, _line("Ant-v5 --gamma 0.99")),
+    (D, "it walks: 1616.4", _TUNE, _line("Ant-v5 --log-std-init -1:")),
+    (D, "as well 1587.6", _TUNE, _line("Ant-v5 --log-std-init -1 --delta")),
+    (D, "family's settings (3826.5)", _TUNE, _line("Walker2d-v5 (the family")),
+    (D, "batch 2,048 gave 3437.8", _TUNE, _line("Walker2d-v5 --batch 2048:")),
+    (D, "with it 2741.0", _TUNE, _line("Walker2d-v5 --delta 0.04 --batch 2048:")),
+    (D, "seed 0 reaches 393.9", "zoo-peer.txt", _line("Ant-v5 seed 0:")),
+]
 _STEP = "step_cost.txt"
 # Tables: (document, header row, {first cell: (file, pattern)}, the columns checked).
 TABLES = [
