@@ -419,17 +419,25 @@ QUOTES += [
     (D, "batch and δ 58.5", _TUNE, _line("Ant-v5 --gamma 0.99")),
     (D, "it walks: 1616.4", _TUNE, _line("Ant-v5 --log-std-init -1:")),
     (D, "as well 1587.6", _TUNE, _line("Ant-v5 --log-std-init -1 --delta")),
-    (D, "family's settings (3826.5)", _TUNE, _line("Walker2d-v5 (the family")),
+    (D, "λ = 0.95 as well 2444.4", _TUNE, _line("Ant-v5 --log-std-init -1 --gamma 0.99")),
+    (D, "family's settings give 3826.5", _TUNE, _line("Walker2d-v5 (the family")),
+    (D, "σ = e^−0.5 3694.7", _TUNE, _line("Walker2d-v5 --log-std-init -0.5:")),
+    (D, "(γ = 0.99, λ = 0.95)\n  4455.4", _TUNE, _line("Walker2d-v5 --gamma 0.99 --lam 0.95:")),
+    (D, "on Walker2d-v5, 4858.1", "zoo-peer.txt", _line("Walker2d-v5 seed 0:")),
+    (R, "4858.1 on Walker2d-v5", "zoo-peer.txt", _line("Walker2d-v5 seed 0:")),
     (D, "batch 2,048 gave 3437.8", _TUNE, _line("Walker2d-v5 --batch 2048:")),
     (D, "with it 2741.0", _TUNE, _line("Walker2d-v5 --delta 0.04 --batch 2048:")),
     (D, "seed 0 reaches 393.9", "zoo-peer.txt", _line("Ant-v5 seed 0:")),
+    (R, "reaches 393.9 on\nAnt-v5", "zoo-peer.txt", _line("Ant-v5 seed 0:")),
 ]
 _STEP = "step_cost.txt"
 # Tables: (document, header row, {first cell: (file, pattern)}, the columns checked).
 TABLES = [
     (R, "| task, budget | here: `python train.py --env ID` (3 seeds) | RL Zoo TRPO (sb3-contrib, 1 "
         "run) |", {t: ("defaults.txt", _line(t.split(",")[0] + ":")) for t in (
-            "CartPole-v1, 100k steps", "Pendulum-v1, 100k steps", "Hopper-v5, 1M steps")},
+            "CartPole-v1, 100k steps", "Pendulum-v1, 100k steps", "Hopper-v5, 1M steps",
+            "Walker2d-v5, 1M steps", "HalfCheetah-v5, 1M steps", "Ant-v5, 1M steps",
+            "Swimmer-v5, 1M steps", "InvertedPendulum-v5, 1M steps")},
      (1, 2)),
     (P, "| ratio | measured | target |", {
         "`trpo.step` (Fisher on 10%) / one surrogate gradient": (_STEP, _line("step/grad")),

@@ -37,10 +37,13 @@ TRIALS = [
     ("Walker2d-v5", "", [0]),
     ("Walker2d-v5", "--batch 2048", [0]),
     ("Walker2d-v5", "--delta 0.04 --batch 2048", [0]),
+    ("Walker2d-v5", "--log-std-init -0.5", [0]),
+    ("Walker2d-v5", "--gamma 0.99 --lam 0.95", [0]),
     ("Ant-v5", "", [0]),
     ("Ant-v5", "--gamma 0.99 --lam 0.95 --batch 2048 --delta 0.01", [0]),
     ("Ant-v5", "--log-std-init -1", [0]),
     ("Ant-v5", "--log-std-init -1 --delta 0.04", [0]),
+    ("Ant-v5", "--log-std-init -1 --gamma 0.99 --lam 0.95", [0]),
 ]
 
 
