@@ -236,6 +236,8 @@ def test_defaults_by_family_and_explicit_options_win():
   assert make(env="CartPole-v1") == dict(train.DEFAULTS, env="CartPole-v1")
   assert make(env="Pendulum-v1")["gamma"] == 0.9 and make(env="Pendulum-v1", gamma=0.99)[
       "gamma"] == 0.99
+  for env, own in train.TASK_DEFAULTS.items():     # each task's settings are valid and applied
+    assert {k: make(env=env)[k] for k in own} == own
   swimmer = make(env="Swimmer-v5", batch=4096)    # the task's over the family's; a flag wins
   assert (swimmer["gamma"], swimmer["lam"], swimmer["batch"], swimmer["normalize_obs"]) == \
       (0.999, 0.99, 4096, True)
