@@ -352,6 +352,10 @@ def test_conflicting_and_ignored_flags(saved_run, tmp_path, capsys):
     (["--num-processes", "2"], "several hosts take"),
     (["--coordinator", "garbage", "--num-processes", "2", "--process-id", "0"],
      "--coordinator must be HOST:PORT, got 'garbage'"),
+    (["--coordinator-timeout", "5"], "--coordinator-timeout takes seconds in (0, 1e6) and goes "
+     "with --coordinator"),
+    (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "0",
+      "--coordinator-timeout", "0"], "--coordinator-timeout takes seconds"),
     (["--video", "v.mp4"], "--video and --episodes go with --eval DIR"),
     (["--episodes", "3"], "--video and --episodes go with --eval DIR"),
     (["--eval", ""], "take a run directory, not an empty string"),
