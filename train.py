@@ -579,7 +579,8 @@ def parser():
   ap.add_argument("--process-id", type=int, help=argparse.SUPPRESS)
   for name, kind, help_text in FLAGS:
     flag = "--" + name.replace("_", "-")
-    by_family = "".join(f"; {f}: {d[name]}" for f, d in FAMILY_DEFAULTS.items() if name in d)
+    by_family = "".join(f"; {f}: {d[name]}" for f, d in (*FAMILY_DEFAULTS.items(),
+                                                          *TASK_DEFAULTS.items()) if name in d)
     help_text = f"{help_text} (default: {DEFAULTS[name]}{by_family})"
     if kind is bool:   # --flag / --no-flag: either wins over the environment family's default
       ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
