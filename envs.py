@@ -166,7 +166,6 @@ def _made(env_id, make_fn, hint=""):
                      f"{first}){hint}") from None
 
 
-
 def check_num_envs(num_envs):
   """Raises ValueError unless num_envs is an integer from 1 to MAX_ENVS."""
   if not isinstance(num_envs, int) or not 1 <= num_envs <= MAX_ENVS:

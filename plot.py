@@ -60,10 +60,11 @@ def main(argv=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
   except ImportError:
     print("plot.py: error: needs matplotlib: pip install -e '.[plots]'", file=sys.stderr)
     return 2
-  kinds = plt.figure().canvas.get_supported_filetypes()
+  kinds = FigureCanvasBase.get_supported_filetypes()   # a class method: no figure is made
   try:
     if os.path.splitext(args.out)[1][1:].lower() not in kinds:
       raise ValueError(f"--out must end in one of .{', .'.join(sorted(kinds))}, got {args.out!r}")
