@@ -20,6 +20,7 @@ four emulated frames and resize per step outweigh the round trip (async/sync 1.2
 
 import copy
 import os
+import signal
 import warnings
 
 import ale_py
@@ -145,9 +146,15 @@ def env_fn(env_id, env_kwargs=None, wrappers=(), fire_reset=False, render=False)
 
   # The spec, not the id: it carries its entry point, so a worker process that has not
   # registered the ALE ids (the function is pickled into it) can still make the environment.
-  spec = None if callable(env_id) else gym.spec(env_id)
+  spec, parent = None if callable(env_id) else gym.spec(env_id), os.getpid()
 
   def make_one():
+    # Without this, the ALE prints its banner to stderr for every emulator, in every process.
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    if os.getpid() != parent:   # a worker process (async vector env): Ctrl-C in a terminal
+      # reaches the whole process group, the parent handles it and ends its workers, and a
+      # worker interrupted mid-step would print a traceback and break its pipe.
+      signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = env_id(**kwargs) if callable(env_id) else gym.make(spec, **kwargs)
     for wrap in list(ours) + list(wrappers):
       env = wrap(env)
@@ -170,6 +177,15 @@ def check_num_envs(num_envs):
   """Raises ValueError unless num_envs is an integer from 1 to MAX_ENVS."""
   if not isinstance(num_envs, int) or not 1 <= num_envs <= MAX_ENVS:
     raise ValueError(f"num_envs must be an integer from 1 to {MAX_ENVS}, got {num_envs!r}")
+
+
+def close(env, at_once=False):
+  """Closes a vector or single environment; `at_once` (after an interrupt or an error) ends the
+  workers of an async vector env without waiting for a pending step, whose replies an interrupt
+  may have left half read: waiting for the rest would wait for ever."""
+  with warnings.catch_warnings():   # that a step was pending: the point of closing at once
+    warnings.filterwarnings("ignore", message=".*Calling `close` while waiting")
+    env.close(**({"terminate": True} if at_once and isinstance(env, gym.vector.VectorEnv) else {}))
 
 
 def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwargs=None,

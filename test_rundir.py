@@ -454,6 +454,51 @@ def test_a_signal_inside_a_gc_callback_or_a_checkpoint_stops_the_run_where_log_a
   assert int(state["iteration"]) == _iterations(run)[-1] < (2 if inside == "checkpoint" else 80)
 
 
+# Worker processes: an Atari run's async vector env, or the vine's branch pool. A signal in
+# the middle of their work: SIGTERM once the first env worker's reply is read and not the
+# other's (waiting for both again hung for ever), or SIGINT to the whole process group while
+# the workers work, as Ctrl-C in a terminal sends it (the workers printed tracebacks).
+_SIGNAL_IN_A_STEP = """
+import os, signal, sys
+import gymnasium as gym
+import train, workers
+log, wait, sent = os.path.join(sys.argv[1], "log.jsonl"), gym.vector.AsyncVectorEnv.step_wait, []
+def ready():
+  return not sent and os.path.exists(log) and os.path.getsize(log) and not sent.append(1)
+def step_wait(self, timeout=None):
+  if sys.argv[2] == "half-read" and ready():
+    self._poll_pipe_envs(None)
+    self.parent_pipes[0].recv()
+    signal.raise_signal(signal.SIGTERM)
+  elif sys.argv[2] == "process group" and ready():
+    os.killpg(0, signal.SIGINT)
+  return wait(self, timeout)
+gym.vector.AsyncVectorEnv.step_wait = step_wait
+def branch_pool(*args, **kwargs):
+  pool = pool_of(*args, **kwargs)
+  run = pool["map"]
+  return dict(pool, map=lambda tasks: (ready() and os.killpg(0, signal.SIGINT), run(tasks))[1])
+pool_of, workers.branch_pool = workers.branch_pool, branch_pool
+argv = ["--method", "vine", "--vine-workers", "2", "--batch", "500"] if sys.argv[2] == "vine" \\
+    else ["--env", "ALE/Pong-v5", "--num-envs", "2", "--batch", "32", "--vf-epochs", "1"]
+sys.exit(train.main(argv + ["--steps", "100000", "--out", sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize("signal_in_step", ["half-read", "process group", "vine"])
+def test_a_signal_in_the_middle_of_workers_work_stops_the_run_with_one_line(tmp_path,
+                                                                            signal_in_step):
+  run = tmp_path / "run"
+  proc = subprocess.run([sys.executable, "-c", _SIGNAL_IN_A_STEP, str(run), signal_in_step],
+                        cwd=ROOT, text=True, capture_output=True, timeout=300,
+                        start_new_session=True)   # the process group is the run's own
+  _, state = rundir.load_checkpoint(str(run))
+  assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+      f"train.py: error: interrupted; the checkpoint holds iteration {_iterations(run)[-1]}, "
+      "the last completed"], proc.stderr
+  assert int(state["iteration"]) == _iterations(run)[-1] == 1
+
+
 def test_sigterm_before_the_first_iteration_says_nothing_was_saved(tmp_path):
   run = tmp_path / "run"
   proc = _start(["--out", run, "--steps", "100000", "--batch", "100000"])

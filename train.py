@@ -406,13 +406,15 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
     run["env"].close()
     raise ValueError("another process refused the run (process 0 says why)")
   run["pool"], run["copies"] = None, [run["env"]]
+  stopped = True   # by an exception or a signal, perhaps in the middle of a step
   try:
     method = method_iteration(cfg, run, state)
     state, history = loop(cfg, method["state"], method["carry"], method["iterate"], ckpt, log,
                           method["extra"], callback)
+    stopped = False
   finally:
     for env in (e for e in run["copies"] if e is not None):
-      env.close()
+      envs.close(env, at_once=stopped)
     if run["pool"] is not None:
       run["pool"]["shutdown"]()
     if run["lock"] is not None:
@@ -573,8 +575,9 @@ def parser():
                   "machine, each sampling its share of the batch (default: 1)")
   ap.add_argument("--coordinator", metavar="HOST:PORT", help="several hosts: process 0's "
                   "address, with --num-processes and --process-id (see parallel.py)")
-  ap.add_argument("--coordinator-timeout", type=float, metavar="SECONDS", help="with "
-                  f"--coordinator: how long to wait for every process (default: {parallel.TIMEOUT})")
+  ap.add_argument("--coordinator-timeout", type=float, metavar="SECONDS",
+                  help=f"with --coordinator: how long to wait for every process (default: "
+                  f"{parallel.TIMEOUT})")
   ap.add_argument("--num-processes", type=int, help=argparse.SUPPRESS)
   ap.add_argument("--process-id", type=int, help=argparse.SUPPRESS)
   for name, kind, help_text in FLAGS:

@@ -9,6 +9,7 @@ simulator runs changes. A worker ends by itself once the process that started it
 import concurrent.futures
 import multiprocessing
 import os
+import signal
 import threading
 import time
 
@@ -39,6 +40,9 @@ def _exit_with(parent):
 def _branch_worker_init(parent, env_id, seed, copies, hidden, linear_policy, log_std_init,
                         env_options):
   threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+  # Ctrl-C in a terminal reaches the whole process group: the learner handles it and shuts the
+  # pool down, and a worker interrupted in its queue would only print a traceback.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   _WORKER["copies"] = [envs.make_single(env_id, seed, **env_options)[0] for _ in range(copies)]
   env = _WORKER["copies"][0]
   _WORKER["policy"] = envs.policy_for(env.observation_space, env.action_space, hidden,
@@ -74,4 +78,4 @@ def branch_pool(env_id, seed, workers, copies=1, hidden=(64, 64), linear_policy=
                 env_options or {}))
   return {"map": lambda tasks: list(executor.map(_branch_worker, tasks,
                                                  chunksize=max(1, len(tasks) // 16))),
-          "shutdown": executor.shutdown}
+          "shutdown": lambda: executor.shutdown(cancel_futures=True)}   # after an interrupt too
