@@ -146,19 +146,21 @@ def launch(argv, processes, script=None):
   for i, p in enumerate(procs if hasattr(os, "sched_setaffinity") else []):
     with contextlib.suppress(ProcessLookupError):
       os.sched_setaffinity(p.pid, local_cores(i, processes))
-  first = None
+  first, agreed = None, True
   try:
     while len(running()) == processes:
       time.sleep(0.2)
     first = next((i for i, p in enumerate(procs) if p.poll()), None)
-    # After a stop or a finish the others end the same iteration; after a failure they would
-    # wait in a collective for the one that failed.
-    deadline = time.monotonic() + (60 if first is None or signals else 0)
+    # After a finish, a stop, or an error they agreed on (exit status 2: process 0 says why)
+    # the others end at the same point; after a crash they would wait in a collective for the
+    # one that failed.
+    agreed = first is None or bool(signals) or procs[first].returncode == 2
+    deadline = time.monotonic() + (60 if agreed else 0)
     while running() and time.monotonic() < deadline:
       time.sleep(0.2)
-  finally:   # after a failure the others' state is of no use: killed, not waited for
+  finally:   # after a crash the others' state is of no use: killed, not waited for
     for p in running():
-      p.terminate() if first is None or signals else p.kill()
+      p.terminate() if agreed else p.kill()
     for p in procs:   # one blocked in a collective with a dead peer may not stop by itself
       try:
         p.wait(timeout=60)

@@ -213,7 +213,8 @@ def run_game(game, args):
   seed_tag = f"-seed{args.seed}" if args.seed else ""
   path = os.path.join(ROOT, "results", f"table1-{game}{seed_tag}.txt")
   previous = _blocks(path)
-  lines = [f"$ python bench/table1.py --game {game} --steps {args.steps}",
+  lines = [f"$ python bench/table1.py --game {game} --steps {args.steps}"
+           + (f" --seed {args.seed}" if args.seed else ""),
            f"{env}: random play {random}; paper (500 iterations): single path {paper[0]}, "
            f"vine {paper[1]}; OpenAI Baselines trpo_mpi at 10M steps {BASELINES_10M[game]}"]
   for m in FLAGS:   # every method, so that summarising one run keeps the other's line
