@@ -146,21 +146,21 @@ def launch(argv, processes, script=None):
   for i, p in enumerate(procs if hasattr(os, "sched_setaffinity") else []):
     with contextlib.suppress(ProcessLookupError):
       os.sched_setaffinity(p.pid, local_cores(i, processes))
-  first, agreed = None, True
+  first, code = None, 0
   try:
     while len(running()) == processes:
       time.sleep(0.2)
     first = next((i for i, p in enumerate(procs) if p.poll()), None)
+    code = procs[first].returncode if first is not None else 0
     # After a finish, a stop, or an error they agreed on (exit status 2: process 0 says why)
     # the others end at the same point; after a crash they would wait in a collective for the
     # one that failed.
-    agreed = first is None or bool(signals) or procs[first].returncode == 2
-    deadline = time.monotonic() + (60 if agreed else 0)
+    deadline = time.monotonic() + (60 if signals or code in (0, 2) else 0)
     while running() and time.monotonic() < deadline:
       time.sleep(0.2)
   finally:   # after a crash the others' state is of no use: killed, not waited for
     for p in running():
-      p.terminate() if agreed else p.kill()
+      p.terminate() if signals or code in (0, 2) else p.kill()
     for p in procs:   # one blocked in a collective with a dead peer may not stop by itself
       try:
         p.wait(timeout=60)
@@ -169,7 +169,6 @@ def launch(argv, processes, script=None):
         p.wait()
     for s, handler in previous.items():
       signal.signal(s, handler)
-  code = procs[first].returncode if first is not None else 0
   if first is not None and not signals and procs[0].returncode != 2:   # 2: it said why itself
     print(f"train.py: error: process {first} " + (f"was killed by signal {-code}" if code < 0
           else f"failed with exit status {code}") + "; the others were stopped", file=sys.stderr)
