@@ -298,6 +298,7 @@ QUOTES += [(R, f"{g} {n}", f"table1-{g}.txt", _t1(g, "single_path")) for g, n in
     ("Pong", "17.8 (paper 20.9)"), ("Breakout", "11.5 (10.8)"), ("Qbert", "3822.4 (1973.5)"),
     ("BeamRider", "742.7 (1425.2)"), ("Seaquest", "765.7 (1908.6)"),
     ("SpaceInvaders", "431.2 (568.4)"), ("Enduro", "0.0 (534.6)"))]
+QUOTES += [(R, "Enduro seed 1 0.0", "table1-Enduro-seed1.txt", _t1("Enduro", "single_path"))]
 QUOTES += [(R, f"{g} {n}", f"table1-{g}.txt", _line(f"ALE/{g}-v5:")) for g, n in (
     ("Pong", "2.82"), ("Breakout", "14.98"), ("BeamRider", "683"), ("Enduro", "24.8"),
     ("Qbert", "2486"), ("Seaquest", "710"), ("SpaceInvaders", "458"))]
@@ -477,7 +478,9 @@ TABLES = [
         "Walker2d-v5": (F42, _row("walker_table2:", "  at equal steps"))}, (1, 2)),
     (D, "| 5M steps, single path | random | paper (50M steps) | Baselines `trpo_mpi` (10M) | here: "
         "score (first 10%) | here: steps/s | paper's 50M here (h) |",
-     {g: (f"table1-{g}.txt", _t1(g, "single_path")) for g in _GAMES}, (1, 2, 3, 4, 5, 6)),
+     {**{g: (f"table1-{g}.txt", _t1(g, "single_path")) for g in _GAMES},
+      "Enduro, seed 1": ("table1-Enduro-seed1.txt", _t1("Enduro", "single_path"))},
+     (1, 2, 3, 4, 5, 6)),
     (D, "| | CartPole-v1, seeds 0–2, iterations ending at 90k–110k steps |", {
         "single path, GAE(λ) + value function (defaults)": ("cartpole_window.txt",
                                                             _line("CartPole-v1:")),
@@ -612,6 +615,23 @@ def test_readme_enduro_iteration_without_steps_comes_from_its_log():
   log = _table1_log("Enduro-single_path")
   last_step = max(i for i, d in enumerate(log) if d["kl"] != 0)
   assert quoted and int(quoted[1]) == log[last_step + 1]["iteration"]
+
+
+def test_enduro_seed1_story_comes_from_its_log():
+  # Iteration numbers and per-batch means: each is somewhere in some log, so each is computed.
+  log = _table1_log("Enduro-single_path-seed1")
+  best = max((d for d in log if d["mean_return"] is not None), key=lambda d: d["mean_return"])
+  low = [d["iteration"] for d in log if d["entropy"] < 0.001]
+  last_reward = max(d["iteration"] for d in log if (d["mean_return"] or 0) > 0)
+  last_step = max(i for i, d in enumerate(log) if d["kl"] != 0)
+  story = (f"Seed 1 found rewards and lost them: its batches' episodes averaged up to "
+           f"{best['mean_return']:.1f} (iteration {best['iteration']}), but its policy's entropy "
+           f"fell from {log[0]['entropy']:.3f} nats (uniform over 9 actions) to below 0.001 at "
+           f"iteration {low[0]}, and stayed there after iteration "
+           f"{max(d['iteration'] for d in log if d['entropy'] >= 0.001)}; its last reward came at "
+           f"iteration {last_reward}, and from iteration {log[last_step + 1]['iteration']} on no "
+           f"step was taken.")
+  assert " ".join(story.split()) in _docs_text()
 
 
 def test_readme_figure4_iteration_counts_come_from_its_curves():
