@@ -298,7 +298,8 @@ QUOTES += [(R, f"{g} {n}", f"table1-{g}.txt", _t1(g, "single_path")) for g, n in
     ("Pong", "17.8 (paper 20.9)"), ("Breakout", "11.5 (10.8)"), ("Qbert", "3822.4 (1973.5)"),
     ("BeamRider", "742.7 (1425.2)"), ("Seaquest", "765.7 (1908.6)"),
     ("SpaceInvaders", "431.2 (568.4)"), ("Enduro", "0.0 (534.6)"))]
-QUOTES += [(R, "Enduro seed 1 0.0", "table1-Enduro-seed1.txt", _t1("Enduro", "single_path"))]
+QUOTES += [(R, f"{g} seed 1 {n}", f"table1-{g}-seed1.txt", _t1(g, "single_path"))
+           for g, n in (("Enduro", "0.0"), ("Breakout", "21.3"))]
 QUOTES += [(R, f"{g} {n}", f"table1-{g}.txt", _line(f"ALE/{g}-v5:")) for g, n in (
     ("Pong", "2.82"), ("Breakout", "14.98"), ("BeamRider", "683"), ("Enduro", "24.8"),
     ("Qbert", "2486"), ("Seaquest", "710"), ("SpaceInvaders", "458"))]
@@ -479,7 +480,8 @@ TABLES = [
     (D, "| 5M steps, single path | random | paper (50M steps) | Baselines `trpo_mpi` (10M) | here: "
         "score (first 10%) | here: steps/s | paper's 50M here (h) |",
      {**{g: (f"table1-{g}.txt", _t1(g, "single_path")) for g in _GAMES},
-      "Enduro, seed 1": ("table1-Enduro-seed1.txt", _t1("Enduro", "single_path"))},
+      **{f"{g}, seed 1": (f"table1-{g}-seed1.txt", _t1(g, "single_path"))
+         for g in ("Breakout", "Enduro")}},
      (1, 2, 3, 4, 5, 6)),
     (D, "| | CartPole-v1, seeds 0–2, iterations ending at 90k–110k steps |", {
         "single path, GAE(λ) + value function (defaults)": ("cartpole_window.txt",
@@ -632,6 +634,26 @@ def test_enduro_seed1_story_comes_from_its_log():
            f"iteration {last_reward}, and from iteration {log[last_step + 1]['iteration']} on no "
            f"step was taken.")
   assert " ".join(story.split()) in _docs_text()
+
+
+def test_breakout_seed1_story_comes_from_its_log():
+  # Episode counts, window means and an iteration number: each is somewhere in some log.
+  log = _table1_log("Breakout-single_path-seed1")
+  end = log[-1]["steps"]
+  def mean(lo, hi):  # as bench/table1.py scores: episodes ending in [lo, hi], weighted by count
+    its = [(d["episodes"], d["mean_return"]) for d in log
+           if lo <= d["steps"] <= hi and d["episodes"]]
+    return sum(n * r for n, r in its) / sum(n for n, _ in its)
+  window = [d["episodes"] for d in log if d["steps"] >= 0.9 * end]
+  means = [mean(k * 500_000 + 1, (k + 1) * 500_000) for k in range(10)]
+  top = max(range(10), key=means.__getitem__)
+  best = max((d for d in log if d["episodes"] == 1), key=lambda d: d["mean_return"])
+  assert best["mean_return"] == max(d["mean_return"] or 0 for d in log)
+  story = (f"every iteration of its last 10% ended {min(window)} to {max(window)} episodes. Its "
+           f"500k-step means rose to {means[top]:.1f} ({top / 2:g}M to {(top + 1) / 2:g}M steps) "
+           f"and fell back to {means[top + 1]:.1f} and {means[top + 2]:.1f}, and one episode "
+           f"returned {best['mean_return']:.0f} (iteration {best['iteration']};")
+  assert top + 2 == 9 and " ".join(story.split()) in _docs_text()
 
 
 def test_readme_figure4_iteration_counts_come_from_its_curves():
