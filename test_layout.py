@@ -814,3 +814,15 @@ def test_beamrider_level_comes_from_its_curve():
   means = [np.mean([v for s, v in curve if k * 500_000 < s <= (k + 1) * 500_000])
            for k in range(6, 10)]
   assert f"stay between {min(means):.0f} and {max(means):.0f}" in _docs_text()
+
+
+def test_defaults_seeds_above_the_zoo_come_from_their_lines():
+  # How many seeds beat the Zoo's figure: a count the phrase check would accept from anywhere.
+  with open(os.path.join(ROOT, "results", "defaults.txt"), encoding="utf-8") as f:
+    lines = {line.split(":")[0]: line for line in f}
+  words = {1: "one seed is", 2: "two seeds are"}
+  for task, name in (("Hopper-v5", "Hopper"), ("Walker2d-v5", "Walker2d")):
+    seeds, zoo = re.search(r"episodes ([-\d., ]+) \(mean.*RL Zoo TRPO ([-\d.]+)",
+                           lines[task]).groups()
+    above = sum(float(v) > float(zoo) for v in seeds.split(", "))
+    assert f"{name} (its mean; {words[above]} above it)" in _docs_text()
