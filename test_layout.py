@@ -826,3 +826,17 @@ def test_defaults_seeds_above_the_zoo_come_from_their_lines():
                            lines[task]).groups()
     above = sum(float(v) > float(zoo) for v in seeds.split(", "))
     assert f"{name} (its mean; {words[above]} above it)" in _docs_text()
+
+
+def test_games_above_baselines_come_from_their_summaries():
+  # Which games beat trpo_mpi is a comparison of two numbers in each summary: computed here.
+  def above(name):
+    with open(os.path.join(ROOT, "results", name), encoding="utf-8") as f:
+      text = f.read()
+    ours = re.search(r"single_path: \$.*\n.*score ([-\d.]+)", text)[1]
+    return float(ours) > float(re.search(r"trpo_mpi at 10M steps ([-\d.]+)", text)[1])
+  seed0 = [g for g in ("Pong", "Qbert", "BeamRider", "Seaquest", "Breakout", "SpaceInvaders",
+                       "Enduro") if above(f"table1-{g}.txt")]
+  seed1 = [g for g in ("Breakout", "Enduro") if above(f"table1-{g}-seed1.txt")]
+  assert seed1 == ["Breakout"] and (f"are above it on {', '.join(seed0[:-1])} and {seed0[-1]}, "
+                                    f"and Breakout's seed 1 is too") in _docs_text()
