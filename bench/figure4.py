@@ -58,8 +58,8 @@ TASKS = {
                "flags": ["--hidden", "50,50", "--batch", "4096", "--gamma", "0.995"],
                "methods": tuple(m for m in METHODS if m != "max_kl")},
     # Swimmer at Table 2's own sizes: γ 0.99, 30 hidden units, 200 iterations of 50K steps
-    # (Table 2's 50 paths of 1,000; here 8 environments of 6,250 steps each) single path with the paper's discounted returns (Section 5.1); vine
-    # with 16 trunk rollouts of 1,000 steps and 500 Q-values (125 states x 4 actions) from
+    # (Table 2's 50 paths of 1,000; here 8 environments of 6,250 steps each), single path with
+    # the paper's discounted returns (Section 5.1); vine with 16 trunk rollouts of 1,000 steps and 500 Q-values (125 states x 4 actions) from
     # 50-step branches. Every method gets 10M steps, single path's 200 iterations. Longer than a
     # session: each run's checkpoint and log are kept in results/figure4-table2/ (committed).
     "swimmer_table2": {"env": "Swimmer-v5", "steps": 10_000_000, "seeds": 5,
