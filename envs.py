@@ -30,8 +30,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 import policies
+import pool
 
 VECTORIZATION = ("auto", "sync", "async")
+# What steps a vector env: Gymnasium's own vector envs, or EnvPool's C++ threads (`pool.py`).
+BACKENDS = ("gymnasium", "envpool")
 # Copies of an environment in one vector env: each is built, and held in memory, up front.
 MAX_ENVS = 1024
 
@@ -189,18 +192,28 @@ def close(env, at_once=False):
 
 
 def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwargs=None,
-         wrappers=(), fire_reset=False):
+         wrappers=(), fire_reset=False, backend="gymnasium", threads=1):
   """A vector environment of `num_envs` copies of `env_fn(env_id, env_kwargs, wrappers,
   fire_reset)` (an id or a factory), reset with `seed`; with `video` (a path ending .mp4)
   recorded by Gymnasium's `RecordVideo` into that file when closed (needs moviepy:
-  `pip install -e ".[video]"`).
+  `pip install -e ".[video]"`). With backend "envpool", the same task stepped by EnvPool in
+  `threads` C++ threads (`pool.make`: a MuJoCo id of `pool.IDS`, no kwargs, wrappers or video).
 
   Returns (envs, first observations [num_envs, *obs_shape]). Raises ValueError for an unknown
   id, an unsupported action space or a bad option.
   """
   if vectorization not in VECTORIZATION:
     raise ValueError(f"vectorization must be one of {VECTORIZATION}, got {vectorization!r}")
+  if backend not in BACKENDS:
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
   check_num_envs(num_envs)
+  if backend == "envpool":
+    why = pool.serves(env_id, env_kwargs) or (
+        (wrappers or fire_reset or video) and "EnvPool takes no wrappers, fire_reset or video")
+    if why:
+      raise ValueError(f"backend 'envpool' cannot serve this run: {why}; use backend "
+                       "'gymnasium'")
+    return pool.make(env_id, num_envs, seed, threads)
   if vectorization == "auto":
     vectorization = "async" if is_atari(env_id) and num_envs > 1 else "sync"
   make_one = env_fn(env_id, env_kwargs, wrappers, fire_reset, render=bool(video))

@@ -37,8 +37,10 @@ def build(cfg, single_env=False, video=None):
     env, obs = envs.make_single(cfg["env"], seed, **env_options(cfg))
     obs_space, action_space = env.observation_space, env.action_space
   else:
+    # EnvPool's threads share the cores with the other processes of a run (`parallel`).
+    threads = max(1, (os.cpu_count() or 1) // jax.process_count())
     env, obs = envs.make(cfg["env"], cfg["num_envs"], seed, cfg["vectorization"], video,
-                         **env_options(cfg))
+                         backend=cfg["backend"], threads=threads, **env_options(cfg))
     obs_space, action_space = env.single_observation_space, env.single_action_space
   try:
     policy = envs.policy_for(obs_space, action_space, tuple(cfg["hidden"]),
@@ -352,7 +354,9 @@ def load_policy(run_dir, seed, check, video=None, code=None):
   config) gives the config to build (options it predates filled in) or raises ValueError;
   `code` gives {"env": factory, "wrappers": (...)} again."""
   cfg, data = load_checkpoint(run_dir)
-  cfg = {**check(cfg), "num_envs": 1, "seed": seed, **(code or {})}
+  # Evaluated by Gymnasium, whatever stepped the training (EnvPool's tasks are shown equal to
+  # its): it records video and reports what a task measures (`x_position`) in `info`.
+  cfg = {**check(cfg), "num_envs": 1, "seed": seed, "backend": "gymnasium", **(code or {})}
   cfg["hidden"] = tuple(cfg["hidden"])
   built = build(cfg, video=video)
   try:

@@ -31,6 +31,7 @@ import numpy as np
 import baselines
 import envs
 import parallel
+import pool
 import rundir
 import sampling
 import trpo
@@ -46,6 +47,9 @@ DEFAULTS = {
     "hidden": (64, 64),
     "normalize_obs": False, "linear_policy": False, "vf_epochs": 10, "vf_lr": 1e-3,
     "vectorization": "auto", "log_std_init": 0.0,
+    # What steps the environments (`envs.BACKENDS`): Gymnasium, or EnvPool for the MuJoCo
+    # family (below). A checkpoint that predates the option was stepped by Gymnasium.
+    "backend": "gymnasium",
     # The environment beyond its id (`envs.make`): gym.make keyword arguments, extra wrappers
     # (Python only), and FIRE after reset and a lost life on Atari (not the paper's protocol).
     "env_kwargs": {}, "wrappers": (), "fire_reset": False,
@@ -59,12 +63,14 @@ DEFAULTS = {
 
 # Settings by environment family (`envs.family`), applied over DEFAULTS when a run starts; an
 # option given explicitly wins. MuJoCo locomotion: the Hopper settings of the README (batch
-# 4,096, δ 0.02, γ 0.995, running observation normalisation). Atari: frames normalised per
+# 4,096, δ 0.02, γ 0.995, running observation normalisation), stepped by EnvPool where it can
+# serve the run (`envpool_refusal`; else by Gymnasium, the same task). Atari: frames normalised per
 # pixel (without it the CNN learned only action frequencies on Pong) and λ = 0.95, the
 # Table 1 settings. Classic control: DEFAULTS. The parameter searches (cem, cma) keep
 # observations raw.
 FAMILY_DEFAULTS = {
-    "mujoco": {"batch": 4096, "delta": 0.02, "gamma": 0.995, "normalize_obs": True},
+    "mujoco": {"batch": 4096, "delta": 0.02, "gamma": 0.995, "normalize_obs": True,
+               "backend": "envpool"},
     "atari": {"normalize_obs": True, "lam": 0.95},
     "other": {},
 }
@@ -158,12 +164,26 @@ def validate_config(cfg):
       ("ml_lr", 0 < cfg["ml_lr"] < math.inf, "a number > 0"),
       ("normalize_obs", not (cfg["method"] in baselines.SEARCH and cfg["normalize_obs"]),
        f"off with method {cfg['method']!r} (the parameter search scores fixed policies)"),
+      ("backend", cfg["backend"] in envs.BACKENDS, f"one of {envs.BACKENDS}"),
   ]
   for name, ok, allowed in checks:
     if not ok:
       raise ValueError(f"{name} must be {allowed}, got {cfg[name]!r}")
+  if cfg["backend"] == "envpool" and envpool_refusal(cfg):
+    raise ValueError(f"backend must be 'gymnasium' here, got 'envpool': {envpool_refusal(cfg)}")
   trpo.check_options(delta=cfg["delta"], damping=cfg["damping"], cg_iters=cfg["cg_iters"],
                      subsample=cfg["subsample"], step_size=cfg["step_size"])
+
+
+def envpool_refusal(cfg):
+  """Why EnvPool cannot step this run's environments, or "" if it can: it serves the vector
+  environments of the single-path methods on the MuJoCo ids of `pool.IDS`, without env_kwargs,
+  wrappers or FIRE resets; vine and the parameter searches restore or run single environments."""
+  if cfg["method"] == "vine" or cfg["method"] in baselines.SEARCH:
+    return f"method {cfg['method']!r} steps single Gymnasium environments"
+  if cfg["wrappers"] or cfg["fire_reset"]:
+    return "EnvPool takes no wrappers or fire_reset"
+  return pool.serves(cfg["env"], cfg["env_kwargs"])
 
 
 def policy_update(cfg):
@@ -305,7 +325,7 @@ def format_record(record, eta=None):
 # Options a resumed run keeps: they define its task, its networks or its randomness. Every
 # other option may be changed on --resume (the change is printed).
 FIXED_ON_RESUME = ("env", "env_kwargs", "wrappers", "fire_reset", "seed", "method", "hidden",
-                   "linear_policy", "log_std_init", "normalize_obs")
+                   "linear_policy", "log_std_init", "normalize_obs", "backend")
 
 
 def branch_runners(cfg, env):
@@ -352,6 +372,8 @@ def make_config(given, out, resume, note=print):
     if given.get("method") in baselines.SEARCH:
       family.pop("normalize_obs", None)
     cfg = {**DEFAULTS, **family, **given}
+    if "backend" not in given and envpool_refusal(cfg):   # the family's EnvPool, where it can
+      cfg["backend"] = DEFAULTS["backend"]
   elif not out:
     raise ValueError("resume=True needs out, the run directory holding checkpoint.npz")
   else:
@@ -532,6 +554,9 @@ FLAGS = [   # (option, type or choices, help) for the command line
     ("vf_epochs", int, "value-function epochs per iteration"),
     ("vf_lr", float, "value-function Adam learning rate"),
     ("vectorization", envs.VECTORIZATION, "auto: async for Atari, sync otherwise"),
+    ("backend", envs.BACKENDS, "what steps the environments: Gymnasium, or EnvPool's C++ "
+     "threads (single-path methods on the MuJoCo tasks of pool.IDS; where EnvPool is not "
+     "installed, the MuJoCo default is Gymnasium)"),
     ("env_kwargs", "json", "gym.make keyword arguments as JSON, e.g. '{\"ctrl_cost_weight\": 0}'"),
     ("fire_reset", bool, "Atari: FIRE after reset and after a lost life (not the paper's)"),
     ("log_std_init", float, "initial log standard deviation of a Gaussian policy"),
