@@ -19,6 +19,7 @@ import pytest
 import baselines
 import envs
 import policies
+import rundir
 import sampling
 import train
 import trpo
@@ -147,6 +148,27 @@ def test_mujoco_smoke(tmp_path):
   assert len(hist) == 2 and all(np.isfinite(h["kl"]) for h in hist)
   returns = train.evaluate(str(tmp_path), episodes=1)
   assert len(returns) == 1 and np.isfinite(returns[0])
+
+
+def test_mujoco_steps_on_envpool_where_it_can_and_a_run_keeps_its_backend(tmp_path):
+  pytest.importorskip("envpool")
+  make = lambda **given: train.make_config(given, None, False, note=lambda s: None)
+  assert make(env="Hopper-v5")["backend"] == "envpool"
+  for given in ({"method": "vine"}, {"method": "cem"}, {"env_kwargs": {"healthy_reward": 2.0}}):
+    assert make(env="Hopper-v5", **given)["backend"] == "gymnasium"     # what it cannot serve
+  assert make(env="Humanoid-v5")["backend"] == make(env="CartPole-v1")["backend"] == "gymnasium"
+  with pytest.raises(ValueError, match="^backend must be 'gymnasium' here.*'vine'"):
+    make(env="Hopper-v5", method="vine", backend="envpool")
+  # A checkpoint that predates the option was stepped by Gymnasium.
+  assert train.checked_config({"env": "Hopper-v5"})["backend"] == "gymnasium"
+  out = str(tmp_path / "a")
+  run = lambda out: [(h["mean_return"], h["kl"]) for h in train.train(
+      "Hopper-v5", steps=1024, seed=0, out=out, log=lambda s: None, batch=512,
+      num_envs=2)["history"]]
+  assert run(out) == run(str(tmp_path / "b"))       # reproducible from the seed, on EnvPool too
+  assert rundir.load_checkpoint(out)[0]["backend"] == "envpool"
+  with pytest.raises(ValueError, match="backend cannot change on resume"):
+    train.train(out=out, resume=True, steps=2048, backend="gymnasium", log=lambda s: None)
 
 
 def test_atari_smoke():
