@@ -25,6 +25,7 @@ import warnings
 
 import ale_py
 import gymnasium as gym
+import jax
 import mujoco
 import numpy as np
 from gymnasium.vector import AutoresetMode
@@ -192,12 +193,13 @@ def close(env, at_once=False):
 
 
 def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwargs=None,
-         wrappers=(), fire_reset=False, backend="gymnasium", threads=1):
+         wrappers=(), fire_reset=False, backend="gymnasium", threads=None):
   """A vector environment of `num_envs` copies of `env_fn(env_id, env_kwargs, wrappers,
   fire_reset)` (an id or a factory), reset with `seed`; with `video` (a path ending .mp4)
   recorded by Gymnasium's `RecordVideo` into that file when closed (needs moviepy:
   `pip install -e ".[video]"`). With backend "envpool", the same task stepped by EnvPool in
-  `threads` C++ threads (`pool.make`: a MuJoCo id of `pool.IDS`, no kwargs, wrappers or video).
+  `threads` C++ threads (`pool.make`: a MuJoCo id of `pool.IDS`, no kwargs, wrappers or video;
+  by default this machine's cores shared among the run's processes, `parallel`).
 
   Returns (envs, first observations [num_envs, *obs_shape]). Raises ValueError for an unknown
   id, an unsupported action space or a bad option.
@@ -213,7 +215,8 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwarg
     if why:
       raise ValueError(f"backend 'envpool' cannot serve this run: {why}; use backend "
                        "'gymnasium'")
-    return pool.make(env_id, num_envs, seed, threads)
+    return pool.make(env_id, num_envs, seed,
+                     threads or max(1, (os.cpu_count() or 1) // jax.process_count()))
   if vectorization == "auto":
     vectorization = "async" if is_atari(env_id) and num_envs > 1 else "sync"
   make_one = env_fn(env_id, env_kwargs, wrappers, fire_reset, render=bool(video))

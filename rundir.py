@@ -37,10 +37,8 @@ def build(cfg, single_env=False, video=None):
     env, obs = envs.make_single(cfg["env"], seed, **env_options(cfg))
     obs_space, action_space = env.observation_space, env.action_space
   else:
-    # EnvPool's threads share the cores with the other processes of a run (`parallel`).
-    threads = max(1, (os.cpu_count() or 1) // jax.process_count())
     env, obs = envs.make(cfg["env"], cfg["num_envs"], seed, cfg["vectorization"], video,
-                         backend=cfg["backend"], threads=threads, **env_options(cfg))
+                         backend=cfg["backend"], **env_options(cfg))
     obs_space, action_space = env.single_observation_space, env.single_action_space
   try:
     policy = envs.policy_for(obs_space, action_space, tuple(cfg["hidden"]),

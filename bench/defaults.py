@@ -1,20 +1,25 @@
 """The defaults (train.FAMILY_DEFAULTS, train.TASK_DEFAULTS) next to a peer's published figures.
 
-  python bench/defaults.py [--tasks ID ...] [--seeds 0 1 2] [--episodes 10]
+  python bench/defaults.py [--tasks ID ...] [--seeds 100 101 102 103 104] [--episodes 10]
 
 For each task and seed, the run of `python train.py --env ID --seed S --steps BUDGET` with no
 other flag, kept in results/defaults/ID-seedS (trained when missing, resumed when short of its
 budget; its config is checked to equal the defaults), is evaluated as the RL Zoo evaluates its
 agents: the deterministic policy (the mode of π) for --episodes episodes (`train.evaluate`,
-seed 12345). Writes results/defaults.txt, one line per task (a task not in --tasks keeps its
-line): the per-seed evaluation means, their mean and standard deviation over seeds, and the
-peer's figure beside them (the RL Zoo's TRPO benchmark, sb3-contrib, one run, deterministic
+seed 12345). The seeds are held out: the settings were chosen on seeds 0-2
+(results/defaults-tuning.txt), none of these. Writes results/defaults.txt, one line per task (a
+task not in --tasks keeps its line): the per-seed evaluation means, their mean and standard
+deviation over seeds and the worst seed, the backend that stepped the runs, the commit and the
+processor that produced them (on another processor the same seed may take another path: XLA's
+CPU kernels round differently, and a chaotic task amplifies it), and the peer's figure beside
+them (the RL Zoo's TRPO benchmark, sb3-contrib, one run, deterministic
 evaluation, v3 MuJoCo tasks: github.com/DLR-RM/rl-baselines3-zoo, benchmark.md).
 """
 
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,6 +37,21 @@ TASKS = {"CartPole-v1": (100_000, "500.0 ± 0.0 (CartPole-v1, 100k)"),
          "Ant-v5": (1_000_000, "4982.3 ± 663.8 (Ant-v3, 1M)"),
          "Swimmer-v5": (1_000_000, "365.7 ± 2.1 (Swimmer-v3, 1M)"),
          "InvertedPendulum-v5": (1_000_000, "not in its table; solved is 1000")}
+
+
+HELD_OUT = [100, 101, 102, 103, 104]
+
+
+def provenance():
+  """"commit C[ (with uncommitted changes)], processor P": what produced a run here."""
+  git = lambda *a: subprocess.run(["git", "-C", ROOT, *a], capture_output=True,
+                                  text=True).stdout.strip()
+  dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--", "*.py") else ""
+  cpu = "unknown"
+  if os.path.exists("/proc/cpuinfo"):
+    with open("/proc/cpuinfo") as f:
+      cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+  return f"commit {git('rev-parse', '--short', 'HEAD')}{dirty}, processor {cpu}"
 
 
 def seed_run(env, seed, budget):
@@ -56,18 +76,21 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
   ap.add_argument("--episodes", type=int, default=10)
-  ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+  ap.add_argument("--seeds", type=int, nargs="+", default=HELD_OUT)
   args = ap.parse_args()
-  new = {}
+  new, made_by = {}, provenance()   # the code as it is when the runs start
   for env in args.tasks:
     budget, peer = TASKS[env]
-    means = [statistics.mean(train.evaluate(seed_run(env, seed, budget), episodes=args.episodes))
-             for seed in args.seeds]
+    runs = [seed_run(env, seed, budget) for seed in args.seeds]
+    means = [statistics.mean(train.evaluate(run, episodes=args.episodes)) for run in runs]
+    backends = sorted({rundir.load_checkpoint(run)[0].get("backend", "gymnasium")
+                       for run in runs})
     spread = f" ± {statistics.stdev(means):.1f}" if len(means) > 1 else ""
     new[env] = (f"{env}: `python train.py --env {env} --steps {budget}` (defaults), seeds "
                 f"{args.seeds}: deterministic evaluation over {args.episodes} episodes "
                 f"{', '.join(f'{m:.1f}' for m in means)} (mean {statistics.mean(means):.1f}"
-                f"{spread}); RL Zoo TRPO {peer}")
+                f"{spread}, worst {min(means):.1f}); stepped by {', '.join(backends)}; "
+                f"{made_by}; RL Zoo TRPO {peer}")
     print(new[env], flush=True)
   lines = {}
   if os.path.exists(RESULTS):   # read now, not at the start: another task may have finished
