@@ -118,16 +118,17 @@ def episode_return(env, policy, unravel, theta, stats, max_steps=100_000):
 # ----------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("policy", "epochs", "n_minibatches", "lr"))
-def _weighted_ml(params, obs, actions, weights, key, *, policy, epochs, n_minibatches, lr):
-  policy = trpo.thaw(policy)
+def _weighted_ml_for(policy, epochs, n_minibatches, lr):
   apply, dist = policy["apply"], policy["dist"]
-  w = weights / jnp.mean(weights)
 
-  def loss(p, o, a, wb):
-    return -jnp.mean(wb * dist["log_prob"](apply(p, o), a))
-  return value.adam_minibatch(loss, params, (obs, actions, w), key, epochs=epochs,
-                              n_minibatches=n_minibatches, lr=lr)
+  def fit(params, obs, actions, weights, key):
+    w = weights / jnp.mean(weights)
+
+    def loss(p, o, a, wb):
+      return -jnp.mean(wb * dist["log_prob"](apply(p, o), a))
+    return value.adam_minibatch(loss, params, (obs, actions, w), key, epochs=epochs,
+                                n_minibatches=n_minibatches, lr=lr)
+  return fit
 
 
 def weighted_ml(policy, params, obs, actions, weights, key, *, epochs=10, n_minibatches=4,
@@ -138,8 +139,8 @@ def weighted_ml(policy, params, obs, actions, weights, key, *, epochs=10, n_mini
   Gaussian policy its fixed point is weighted least squares for the mean and the weighted
   residual variance for σ² (what `test_weighted_ml_is_weighted_least_squares` checks).
   """
-  return _weighted_ml(params, obs, actions, weights, key, policy=trpo.freeze(policy),
-                      epochs=epochs, n_minibatches=n_minibatches, lr=lr)
+  fit = trpo.jit_for(policy, _weighted_ml_for, epochs, n_minibatches, lr)
+  return fit(params, obs, actions, weights, key)
 
 
 def rwr_weights(adv, temperature=1.0):

@@ -86,18 +86,19 @@ def normalize(stats, obs):
 # ----------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("policy",))
-def _act(params, stats, obs, noise, *, policy):
-  policy = trpo.thaw(policy)
-  mu = policy["apply"](params, normalize(stats, obs))
-  return policy["dist"]["mode"](mu) if noise is None else policy["dist"]["transform"](mu, noise)
+def _act_for(policy):
+  def act(params, stats, obs, noise):
+    mu = policy["apply"](params, normalize(stats, obs))
+    return policy["dist"]["mode"](mu) if noise is None else policy["dist"]["transform"](mu, noise)
+  return act
 
 
 def actor(policy):
-  """`act` for one policy, frozen for jit once: (params, stats, obs, noise=None) -> a. Loops
-  make it before they start, so that an environment step runs only the compiled call."""
-  frozen = trpo.freeze(policy)
-  return lambda params, stats, obs, noise=None: _act(params, stats, obs, noise, policy=frozen)
+  """`act` for one policy, compiled once per policy (`trpo.jit_for`): (params, stats, obs,
+  noise=None) -> a. Loops make it before they start, so that an environment step runs only
+  the compiled call."""
+  compiled = trpo.jit_for(policy, _act_for)
+  return lambda params, stats, obs, noise=None: compiled(params, stats, obs, noise)
 
 
 def act(policy, params, stats, obs, noise=None):

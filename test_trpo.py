@@ -538,3 +538,66 @@ def test_gaussian_kl_keeps_relative_precision_and_sign_for_close_policies(eps):
   got = np.asarray(policies.GAUSSIAN["kl"](old, new), np.float64)
   assert np.all(got >= 0)
   np.testing.assert_allclose(got, ref, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# The policy contract, checked by `step`.
+# ----------------------------------------------------------------------------------------------
+
+
+def test_a_batch_statistics_apply_is_refused_in_one_line():
+  # Centring on the batch mean looks legal, but the line search applies the policy in chunks:
+  # with a time-major batch every candidate step would then be measured on other inputs.
+  centred = dict(GAUSS_MLP, apply=lambda p, o: GAUSS_MLP["apply"](p, o - jnp.mean(o, 0)))
+  params = _params(GAUSS_MLP, OBS, 40)
+  with pytest.raises(ValueError, match=r"^policy\['apply'\] must give each state's µ from that "
+                     r"state alone[^\n]*no batch statistics in apply$"):
+    trpo.step(params, _batch(GAUSS_MLP, params, 40), centred)
+
+
+def test_mu_without_the_leading_axis_n_is_refused_in_one_line():
+  transposed = dict(GAUSS_MLP, apply=lambda p, o: jax.tree_util.tree_map(
+      lambda x: x.T, GAUSS_MLP["apply"](p, o)))      # µ leaves of shape [2, N]
+  params = _params(GAUSS_MLP, OBS, 41)
+  with pytest.raises(ValueError, match=r"^every leaf of µ = policy\['apply'\]\(params, obs\) "
+                     rf"must be an array with the leading axis N = {N} [^\n]*\[\(2, {N}\)"):
+    trpo.step(params, _batch(GAUSS_MLP, params, 41), transposed)
+
+
+@pytest.mark.parametrize("missing", ["log_prob", "kl"])
+def test_a_missing_log_prob_or_kl_is_named(missing):
+  dist = {k: f for k, f in GAUSS_MLP["dist"].items() if k != missing}
+  params = _params(GAUSS_MLP, OBS, 42)
+  with pytest.raises(ValueError, match=rf"^the policy needs policy\['dist'\]\['{missing}'\]"):
+    trpo.step(params, _batch(GAUSS_MLP, params, 42), dict(GAUSS_MLP, dist=dist))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_without_fisher_vp_the_product_comes_from_the_kl(kind):
+  policy = MLP_POLICIES[kind]
+  bare = dict(policy, dist={k: f for k, f in policy["dist"].items() if k != "fisher_vp"})
+  params = _params(policy, OBS, 43)
+  batch = _batch(policy, params, 43)
+  key = jax.random.PRNGKey(5)
+  closed, info = trpo.step(params, batch, policy, key)
+  derived, info_bare = trpo.step(params, batch, bare, key)
+  assert bool(info["accepted"]) and bool(info_bare["accepted"])
+  np.testing.assert_allclose(ravel_pytree(derived)[0], ravel_pytree(closed)[0], atol=1e-5)
+
+
+def test_the_same_policy_stepped_again_compiles_once():
+  traced = []
+
+  def apply(p, o):   # notes each call made while tracing (a compilation), not the checks' calls
+    if isinstance(o, jax.core.Tracer):
+      traced.append(1)
+    return GAUSS_MLP["apply"](p, o)
+  policy = dict(GAUSS_MLP, apply=apply)
+  params = _params(GAUSS_MLP, OBS, 44)
+  batch = _batch(GAUSS_MLP, params, 44)
+  trpo.step(params, batch, policy, jax.random.PRNGKey(0))
+  assert traced
+  traced.clear()
+  new, _ = trpo.step(params, batch, policy, jax.random.PRNGKey(1))
+  trpo.step(new, batch, dict(policy), jax.random.PRNGKey(2), delta=0.02)  # a copy, a new δ
+  assert not traced
