@@ -30,7 +30,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import envs as envs_lib
-import rundir
+import obsnorm
 import sampling
 import trpo
 import value
@@ -296,7 +296,7 @@ def search_train_iteration(cfg, run, state, carry, keys):
 
 
 def _stats_after(stats, roll):
-  return None if stats is None else sampling.obs_stats_update(stats, sampling.flatten(roll["obs"]))
+  return None if stats is None else obsnorm.obs_stats_update(stats, sampling.flatten(roll["obs"]))
 
 
 def reps_successors(roll, next_obs):
@@ -326,21 +326,22 @@ def reps_iteration(cfg, run, state, obs, keys):
   b = sampling.policy_batch(roll, np.zeros_like(roll["rewards"]), stats)
   after, init_obs = reps_successors(roll, obs)
   n = b["obs"].shape[0]
-  next_obs = sampling.normalize(stats, jnp.asarray(after)).reshape(b["obs"].shape)
+  next_obs = obsnorm.normalize(stats, jnp.asarray(after)).reshape(b["obs"].shape)
   params, info = reps_update(
       params, b["obs"], b["actions"], next_obs, roll["rewards"].reshape(n),
-      roll["terminated"].reshape(n), sampling.normalize(stats, jnp.asarray(init_obs)),
+      roll["terminated"].reshape(n), obsnorm.normalize(stats, jnp.asarray(init_obs)),
       run["policy"], k_step, cfg["gamma"], cfg["reps_epsilon"], cfg["ml_epochs"], cfg["ml_lr"])
   return {"params": params, "vparams": state["vparams"], "stats": _stats_after(stats, roll),
           "info": info, "episodes": episodes, "steps": T * cfg["num_envs"], "vf_loss": None}, obs
 
 
-def iteration_for(cfg, run, state):
+def iteration_for(cfg, run, state, initial):
   """What train.py's loop needs to run the comparison method cfg["method"] (CEM, CMA-ES, REPS)
-  on `run` (what `rundir.start` builds): (iterate(state, carry, keys), the state with a search
-  method's "search" state, extra(state) -> the checkpoint's search arrays or None)."""
+  on `run` (what `train.start` builds), `initial` the run's state at iteration 0:
+  (iterate(state, carry, keys), the state with a search method's "search" state, extra(state)
+  -> the checkpoint's search arrays or None)."""
   if cfg["method"] not in SEARCH:
     return functools.partial(reps_iteration, cfg, run), state, None
-  theta0 = np.asarray(ravel_pytree(rundir.init_state(cfg, run)["params"])[0])
+  theta0 = np.asarray(ravel_pytree(initial["params"])[0])
   state = dict(state, search=_search_state(cfg, theta0, run["saved"], state["iteration"]))
   return functools.partial(search_train_iteration, cfg, run), state, search_arrays

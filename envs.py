@@ -10,12 +10,11 @@ works if its action space is `Box`, `Discrete` or `MultiDiscrete`.
 Environments are stepped by Gymnasium's vector environments with autoreset in the same step
 (`AutoresetMode.SAME_STEP`): when an episode ends, `info["final_obs"]` holds its last
 observation and the returned observation already starts the next one. `RecordEpisodeStatistics`
-reports undiscounted episode returns. `vectorization="auto"` (the default) picks by measurement
-on this 2-core machine (`bench/vector_mode.py`, `results/vector_mode.txt`, 8 copies):
-synchronous for classic control and MuJoCo, where a step takes microseconds to tens of
-microseconds, less than a round trip between processes (async/sync throughput 0.16 on
-CartPole, 0.59 on Hopper, 0.60 on Walker2d); asynchronous (a process per copy) for Atari, whose
-four emulated frames and resize per step outweigh the round trip (async/sync 1.24 on Pong).
+reports undiscounted episode returns. `vectorization="auto"` (the default) is synchronous for
+classic control and MuJoCo, where a step costs less than a round trip between processes, and
+asynchronous (a process per copy) for Atari, whose four emulated frames and resize per step
+outweigh it (measured by `bench/vector_mode.py`: `results/vector_mode.txt`). With backend
+"envpool", MuJoCo copies are stepped by EnvPool's C++ threads instead (`pool.py`).
 """
 
 import copy

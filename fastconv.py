@@ -83,9 +83,8 @@ def _conv_dw(x, dw, strides):
 
   The weight gradient (in ∇L and in every Fisher-vector product of Appendix C.1) is then a few
   matrix products of x's rearranged blocks with the cotangent. Built for a whole batch, the
-  rearranged input (2,048 Atari frames × 400 positions × 64 values × 4 bytes ≈ 210 MB in the
-  first layer as patches) is written out and read back through memory; a chunk's stays in
-  cache. Space-to-depth's 4 products per chunk, rather than `_conv_as_matmul`'s 16 strided
+  rearranged input (hundreds of MB for a batch of Atari frames, in the first layer as patches)
+  is written out and read back through memory; a chunk's stays in cache. Space-to-depth's 4 products per chunk, rather than `_conv_as_matmul`'s 16 strided
   slices side by side, move less data. The
   result changes only by the order of the sums. The batch is split into ⌈n / CONV_CHUNK⌉
   equal chunks, the last padded with zero frames.

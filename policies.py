@@ -236,7 +236,7 @@ def linear(out_dim=1):
 
 def scale_frames(x):
   """Frames as float32: uint8 frames scaled to [0, 1]; float frames (already normalised per
-  pixel by the caller, e.g. `sampling.normalize` with --normalize-obs) passed through unscaled."""
+  pixel by the caller, e.g. `obsnorm.normalize` with --normalize-obs) passed through unscaled."""
   return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
 
 

@@ -3,10 +3,10 @@
 DIR/checkpoint.npz holds the training state (flat policy and value parameters, the PRNG key,
 the counters, the observation statistics, a baseline's search state) and the run's config as
 JSON; it is rewritten atomically (a temporary file, then a rename) after every iteration.
-DIR/log.jsonl holds one JSON object per iteration. train.py's loop writes them
-(`record_iteration`); resuming reads them back (`start`, `open_run`), and `load_policy` turns a
-saved run into a policy and its environment. `build` makes what a config describes (the
-environments, the policy of Appendix D that fits them, the value network).
+DIR/log.jsonl holds one JSON object per iteration; DIR/lock names the process writing the run.
+train.py's loop writes them (`record_iteration`); resuming reads them back (`load_checkpoint`,
+`open_run`), and so do evaluation and plot.py. This module steps no simulator: what a config
+makes (environments, networks) is train.py's `build`.
 """
 
 import fcntl
@@ -19,35 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-
-import envs
-import sampling
-import value
-
-
-def build(cfg, single_env=False, video=None):
-  """What a config describes: {"env", "obs" (first observations), "policy", "value" (stax
-  (init, apply) of V), "obs_shape"}.
-
-  The environment is a vector env of cfg["num_envs"] copies, or with `single_env` one
-  environment whose state can be saved and restored (vine, Section 5.2; the parameter searches).
-  """
-  seed = cfg["seed"] + 10007 * jax.process_index()      # processes sample apart (`parallel`)
-  if single_env:
-    env, obs = envs.make_single(cfg["env"], seed, **env_options(cfg))
-    obs_space, action_space = env.observation_space, env.action_space
-  else:
-    env, obs = envs.make(cfg["env"], cfg["num_envs"], seed, cfg["vectorization"], video,
-                         backend=cfg["backend"], **env_options(cfg))
-    obs_space, action_space = env.single_observation_space, env.single_action_space
-  try:
-    policy = envs.policy_for(obs_space, action_space, tuple(cfg["hidden"]),
-                             cfg["linear_policy"], cfg["log_std_init"])
-  except ValueError:
-    env.close()
-    raise
-  return {"env": env, "obs": obs, "policy": policy, "obs_shape": obs_space.shape,
-          "value": value.value_net(obs_space.shape, tuple(cfg["hidden"]))}
 
 
 def env_options(cfg):
@@ -71,47 +42,12 @@ def config_json(cfg):
   return json.dumps(dict(cfg, env=name(cfg["env"]), wrappers=[name(w) for w in cfg["wrappers"]]))
 
 
-def init_state(cfg, built):
-  """The training state at iteration 0: {"params", "vparams", "stats", "key", "iteration",
-  "steps", "seconds"}, all drawn from PRNGKey(cfg["seed"])."""
-  key, kp, kv = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 3)
-  obs_shape = tuple(built["obs_shape"])
-  return {"params": built["policy"]["init"](kp, obs_shape),
-          "vparams": built["value"][0](kv, (-1,) + obs_shape)[1],
-          "stats": sampling.obs_stats_init(obs_shape) if cfg["normalize_obs"] else None,
-          "key": key, "iteration": 0, "steps": 0, "seconds": 0.0}
-
-
-def start(cfg, out, resume, single_env=False, overwrite=False, note=print):
-  """(run, state, checkpoint path or None) for a training loop: run is what `build` makes for
-  the config plus "saved" (the checkpoint's arrays when resuming, else None) and "lock" (DIR's
-  lock, which the caller closes when the run ends; None without DIR); state is the
-  state at iteration 0 or, resuming, the checkpoint's (episodes restart: the simulator state
-  is not checkpointed); DIR is prepared by `open_run` (by process 0 only, if there are
-  several: see `parallel`)."""
-  run = build(cfg, single_env)
-  run["saved"] = None
-  try:
-    if resume:
-      run["saved"] = load_checkpoint(out)[1]
-      check_sizes(cfg, run, run["saved"])
-    state = init_state(cfg, run)
-    if resume:
-      state = restore_state(state, run["saved"], cfg)
-      seed = cfg["seed"] + 7919 * state["iteration"] + 10007 * jax.process_index()
-      run["obs"] = run["env"].reset(seed=seed)[0]
-    # One writer: process 0 (`parallel`); the others read the checkpoint to resume.
-    write = out and jax.process_index() == 0
-    ckpt, run["lock"] = open_run(out, resume, run["saved"], overwrite, note) if write else \
-        (None, None)
-  except BaseException:
-    run["env"].close()
-    raise
-  return run, state, ckpt
-
-
 REQUIRED = ("policy", "value", "key", "iteration", "steps", "seconds", "config")
+
+
 KNOWN_PREFIXES = ("stats_", "search_")   # observation statistics, a search method's state
+
+
 ENTRY_LIMIT = 2**28   # bytes of an entry, uncompressed: far above a run's, below a machine's memory
 
 
@@ -343,25 +279,3 @@ def in_record_iteration(frame):
   while frame is not None and frame.f_code is not record_iteration.__code__:
     frame = frame.f_back
   return frame is not None
-
-
-def load_policy(run_dir, seed, check, video=None, code=None):
-  """The policy saved in DIR/checkpoint.npz, in one fresh environment of its task: {"config",
-  "env" (a vector env of 1, recorded to `video` if given: `envs.make`), "obs" (its first
-  observation), "policy", "params", "stats" (observation statistics or None)}. check(saved
-  config) gives the config to build (options it predates filled in) or raises ValueError;
-  `code` gives {"env": factory, "wrappers": (...)} again."""
-  cfg, data = load_checkpoint(run_dir)
-  # Evaluated by Gymnasium, whatever stepped the training (EnvPool's tasks are shown equal to
-  # its): it records video and reports what a task measures (`x_position`) in `info`.
-  cfg = {**check(cfg), "num_envs": 1, "seed": seed, "backend": "gymnasium", **(code or {})}
-  cfg["hidden"] = tuple(cfg["hidden"])
-  built = build(cfg, video=video)
-  try:
-    check_sizes(cfg, built, data)
-    state = restore_state(init_state(cfg, built), data, cfg)
-  except ValueError:
-    built["env"].close()
-    raise
-  return {"config": cfg, "env": built["env"], "obs": built["obs"], "policy": built["policy"],
-          "params": state["params"], "stats": state["stats"]}

@@ -19,67 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs as envs_lib
+import obsnorm
 import trpo
-
-# ----------------------------------------------------------------------------------------------
-# Running observation normalisation.
-# ----------------------------------------------------------------------------------------------
-
-
-# The largest observation magnitude the statistics take: a larger one (or inf, NaN) would make
-# the variance overflow float32 in `normalize`, and every input constant from then on.
-OBS_LIMIT = 1e18
-
-
-def check_obs(obs, where):
-  """Raises ValueError if float observations [N, ...] hold a value that is not finite or
-  exceeds OBS_LIMIT, naming where it came from (`where` formatted with row, its index in N): it
-  must not reach the statistics, the batch or a checkpoint."""
-  obs = np.asarray(obs)
-  ok = obs.dtype == np.uint8 or np.abs(obs) <= OBS_LIMIT
-  if not np.all(ok):
-    i = np.unravel_index(np.flatnonzero(~ok)[0], obs.shape)
-    raise ValueError(f"the environment returned the observation value {obs[i]:g} "
-                     f"{where.format(row=i[0])} (not finite, or beyond {OBS_LIMIT:g}); the "
-                     "iteration is refused and the last checkpoint kept")
-
-
-def obs_stats_init(obs_shape):
-  """Running mean/variance of observations: {"mean", "var", "count"} (count starts tiny)."""
-  return {"mean": np.zeros(obs_shape, np.float64), "var": np.ones(obs_shape, np.float64),
-          "count": np.float64(1e-4)}
-
-
-def obs_stats_update(stats, obs):
-  """Merge a batch obs [N, *shape] into the running moments (Chan et al.'s parallel update)."""
-  obs = np.asarray(obs)
-  check_obs(obs, "in row {row} of the batch for the observation statistics")
-  n, mean = obs.shape[0], obs.mean(0, dtype=np.float64)
-  if obs.dtype == np.uint8:
-    # Frames: E[x²] − E[x]² is exact here (squares ≤ 255² in float32, sums in float64) and one
-    # pass, where numpy's two-pass var is slow on a batch of Atari frames.
-    var = np.square(obs, dtype=np.float32).mean(0, dtype=np.float64) - mean**2
-  else:
-    var = obs.var(0, dtype=np.float64)   # two-pass: no cancellation when |mean| ≫ std
-  total = stats["count"] + n
-  d = mean - stats["mean"]
-  new_mean = stats["mean"] + d * n / total
-  m2 = stats["var"] * stats["count"] + var * n + d**2 * stats["count"] * n / total
-  return {"mean": new_mean, "var": m2 / total, "count": np.float64(total)}
-
-
-@jax.jit
-def normalize(stats, obs):
-  """(obs − mean)/√(var + 1e-8), clipped to [−10, 10]; identity when stats is None.
-
-  The clip keeps a never-seen observation from producing an extreme input; 1e-8 guards
-  constant dimensions. Compiled, so that the four operations are one pass over obs, not four.
-  """
-  if stats is None:
-    return obs
-  z = (obs - stats["mean"].astype(jnp.float32)) / jnp.sqrt(stats["var"].astype(jnp.float32) + 1e-8)
-  return jnp.clip(z, -10.0, 10.0)
-
 
 # ----------------------------------------------------------------------------------------------
 # Acting.
@@ -88,7 +29,7 @@ def normalize(stats, obs):
 
 def _act_for(policy):
   def act(params, stats, obs, noise):
-    mu = policy["apply"](params, normalize(stats, obs))
+    mu = policy["apply"](params, obsnorm.normalize(stats, obs))
     return policy["dist"]["mode"](mu) if noise is None else policy["dist"]["transform"](mu, noise)
   return act
 
@@ -155,7 +96,7 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
     except Exception as e:  # noqa: BLE001 - the environment's own error, in one line
       raise ValueError(f"the environment failed at step {t + 1} of this iteration: "
                        f"{type(e).__name__}: {e}") from e
-    check_obs(obs, f"in environment {{row}} at step {t + 1} of this iteration's {T}")
+    obsnorm.check_obs(obs, f"in environment {{row}} at step {t + 1} of this iteration's {T}")
     rewards[t], terminated[t], truncated[t] = r, term, trunc
     if "_episode" in info:
       for e in np.flatnonzero(info["_episode"]):
@@ -222,7 +163,7 @@ def policy_batch(rollout, adv, stats, adv_all=None):
   # Standardising Â only rescales the surrogate (β is fixed by δ, not by |g|) and centring
   # acts as a constant baseline, which leaves the expected gradient unchanged (Section 5).
   adv = (adv - adv_all.mean()) / (adv_all.std() + 1e-8)
-  return {"obs": normalize(stats, jnp.asarray(flatten(rollout["obs"]))),
+  return {"obs": obsnorm.normalize(stats, jnp.asarray(flatten(rollout["obs"]))),
           "actions": jnp.asarray(flatten(rollout["actions"])), "adv": jnp.asarray(adv)}
 
 
@@ -413,4 +354,4 @@ def vine(env, trunk, policy, params, stats, key, *, n_states, n_actions, horizon
 @functools.partial(jax.jit, static_argnames=("apply",))
 def act_params(params, stats, obs, *, apply):
   """µ = π_θ's distribution parameters at observations [B, ...] (after normalisation)."""
-  return apply(params, normalize(stats, obs))
+  return apply(params, obsnorm.normalize(stats, obs))

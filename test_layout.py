@@ -75,6 +75,21 @@ def test_imports_at_the_top_and_no_cycles():
     visit(m)
 
 
+SIMULATORS = ("gymnasium", "mujoco", "ale_py", "envpool")
+
+
+@pytest.mark.parametrize("module", ["plot", "value", "rundir", "obsnorm", "policies", "trpo"])
+def test_the_lower_layers_load_no_simulator(module):
+  # In a fresh interpreter: which of the project's modules and which simulators an import loads.
+  code = (f"import sys; import {module}; print(sorted(m for m in sys.modules if m in "
+          f"{LIBRARY + list(SIMULATORS)!r}))")
+  loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                                     capture_output=True, text=True).stdout.replace("'", '"'))
+  assert not set(loaded) & set(SIMULATORS), loaded
+  if module == "trpo":   # the update is trpo.py and cg.py alone
+    assert loaded == ["cg", "trpo"]
+
+
 def test_no_private_names_across_modules():
   pattern = re.compile(r"\b(" + "|".join(LIBRARY) + r"|envs_lib)\._[A-Za-z]")
   files = [f for f in os.listdir(ROOT) if f.endswith(".py")]

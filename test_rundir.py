@@ -5,6 +5,7 @@ a full disk, conflicting flags. Each case is what a user or an operator could do
 import errno
 import io
 import json
+import math
 import re
 import os
 import signal
@@ -637,3 +638,186 @@ def test_the_python_api_names_its_wrong_arguments(saved_run):
   assert act([0.0, 0.0, 0.05, 0.0]) in (0, 1)
   with pytest.raises(ValueError, match=r"takes an observation of shape \(4,\), got \(3,\)"):
     act([0.0, 0.0, 0.05])
+
+
+# ----------------------------------------------------------------------------------------------
+# A run directory's files are regular files of bounded size, never links; its numbers are
+# checked; processes never outlive their launcher; every error is one line.
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["lock", "checkpoint.npz", "log.jsonl"])
+def test_a_link_in_place_of_a_run_file_is_refused_and_followed_nowhere(saved_run, tmp_path,
+                                                                       capsys, name):
+  run = _copy(saved_run, tmp_path / "run")
+  outside = tmp_path / "outside.txt"
+  outside.write_text("a user's file\n")
+  target = run / f"{name}.real"
+  if name != "lock":   # the link leads to the run's own file, moved aside
+    (run / name).rename(target)
+  (run / name).unlink(missing_ok=True)
+  (run / name).symlink_to(outside if name == "lock" else target)
+  _one_line_error(*_cli(capsys, "--resume", run, "--steps", "4096")[::2],
+                  f"{run / name} is a symbolic link")
+  assert outside.read_text() == "a user's file\n"
+  if name != "lock":
+    assert target.read_bytes() == (saved_run / name).read_bytes()
+
+
+def test_a_fifo_or_an_endless_log_is_refused_not_read(saved_run, tmp_path):
+  import plot
+  fifo, endless = _copy(saved_run, tmp_path / "fifo"), _copy(saved_run, tmp_path / "endless")
+  (fifo / "log.jsonl").unlink()
+  os.mkfifo(fifo / "log.jsonl")
+  (endless / "log.jsonl").unlink()
+  (endless / "log.jsonl").symlink_to("/dev/zero")
+  for run, message in ((fifo, "is not a regular file"), (endless, "is a symbolic link")):
+    # In a subprocess with a deadline: reading a FIFO would block, /dev/zero never end.
+    code = (f"import sys, plot, rundir; sys.exit(plot.main([{str(run)!r}, '--out', "
+            f"{str(tmp_path / 'p.png')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr
+    resumed = subprocess.run([sys.executable, "train.py", "--resume", str(run), "--steps",
+                              "4096"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 2 and resumed.stderr.count("\n") == 1, resumed.stderr
+    assert message in resumed.stderr
+  assert plot   # imported first so that the subprocesses' import is warm on disk
+
+
+def test_a_fifo_lock_is_refused_in_one_line(saved_run, tmp_path, capsys):
+  run = _copy(saved_run, tmp_path / "run")
+  (run / "lock").unlink(missing_ok=True)
+  os.mkfifo(run / "lock")
+  _one_line_error(*_cli(capsys, "--resume", run, "--steps", "4096")[::2],
+                  f"{run / 'lock'} is not a regular file")
+
+
+def test_statistics_entries_are_bounded_in_total(saved_run, tmp_path, capsys):
+  # Entries each under the limit but over it together: a small file that would expand into
+  # gigabytes of arrays is refused before any is decompressed.
+  n = rundir.ENTRY_LIMIT // 8 // 2 + 1
+  header = {"descr": "<f8", "fortran_order": False, "shape": (n,)}
+  first = _with_entry(saved_run, tmp_path / "one", "search_mean", header,
+                      (bytes(2**24) for _ in range(-(-n * 8 // 2**24))))
+  both = _with_entry(first, tmp_path / "two", "search_std", header,
+                     (bytes(2**24) for _ in range(-(-n * 8 // 2**24))))
+  _one_line_error(*_cli(capsys, "--eval", both)[::2], "its entries hold",
+                  f"(at most {rundir.ENTRY_LIMIT:,}")
+
+
+@pytest.mark.parametrize("entry, value", [("stats_mean", np.nan), ("stats_var", -1.0),
+                                          ("stats_var", 3e38), ("stats_count", 0.0)])
+def test_bad_observation_statistics_are_refused(tmp_path, capsys, entry, value):
+  run = tmp_path / "run"
+  assert train.main(["--out", run, "--normalize-obs"] + SMALL) == 0
+  with np.load(run / "checkpoint.npz") as z:
+    data = {k: z[k] for k in z.files}
+  data[entry] = np.full_like(data[entry], value)
+  np.savez(run / "checkpoint.npz", **data)
+  for argv in (["--eval", run, "--episodes", "1"], ["--resume", run, "--steps", "4096"]):
+    _one_line_error(*_cli(capsys, *argv)[::2], "observation statistics are not valid")
+
+
+def test_a_non_finite_reward_is_refused_not_logged_as_no_episode(tmp_path, capsys):
+  def wrap(env):
+    calls = [0]
+
+    def reward(r):
+      calls[0] += 1
+      return -np.inf if calls[0] == 150 else r
+    return gym.wrappers.TransformReward(env, reward)
+  for method in ("single_path", "vine"):
+    with pytest.raises(ValueError, match=r"returned the reward -inf .* \(not finite\)"):
+      train.train("CartPole-v1", steps=4096, out=str(tmp_path / method), wrappers=(wrap,),
+                  method=method, batch=1024, vine_states=10, log=lambda s: None)
+
+
+def test_killing_the_launcher_leaves_no_process(tmp_path):
+  run, family = tmp_path / "run", []
+  proc = _start(["--processes", "2", "--out", run, "--steps", "10000000", "--batch", "1024"])
+
+  def ready():                            # both training processes running, one iteration done
+    family[:] = _children(proc.pid) if _logged(run)() else []
+    return len(family) >= 2
+  _signal_when(proc, ready, signal.SIGKILL)
+  deadline = time.monotonic() + 120
+  alive = family
+  while alive and time.monotonic() < deadline:
+    time.sleep(0.5)
+    alive = [p for p in family if _running(p)]
+  assert not alive, f"processes left running after the launcher died: {alive}"
+
+
+def test_a_write_error_in_one_process_ends_them_all(tmp_path):
+  # A full disk: a 64 KiB tmpfs (root may mount one; elsewhere the case cannot be made).
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                    capture_output=True).returncode:
+    pytest.skip("cannot mount a small tmpfs here")
+  try:
+    proc = subprocess.run([sys.executable, "train.py", "--processes", "2", "--out",
+                           str(disk / "run"), "--steps", "200000", "--batch", "1024",
+                           "--hidden", "256,256"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+  finally:
+    subprocess.run(["umount", "-l", str(disk)])
+  assert proc.returncode == 2 and "No space left" in proc.stderr, proc.stderr
+
+
+def test_nested_json_anywhere_is_one_line(saved_run, tmp_path, capsys):
+  deep = "[" * 5000 + "]" * 5000
+  _one_line_error(*_cli(capsys, "--env-kwargs", deep, "--out", tmp_path / "x")[::2],
+                  "--env-kwargs must be a JSON object")
+  run = _copy(saved_run, tmp_path / "log")
+  with open(run / "log.jsonl", "a") as f:
+    f.write(deep + "\n")
+  _one_line_error(*_cli(capsys, "--resume", run, "--steps", "4096")[::2], "nested too deeply")
+  run = _copy(saved_run, tmp_path / "config")
+  with np.load(run / "checkpoint.npz") as z:
+    data = {k: z[k] for k in z.files}
+  data["config"] = np.array(deep)
+  np.savez(run / "checkpoint.npz", **data)
+  _one_line_error(*_cli(capsys, "--eval", run)[::2], "bad entries ['config']")
+
+
+@pytest.mark.parametrize("case", ["proc", "log directory", "title"])
+def test_plot_cases_are_one_line(saved_run, tmp_path, capsys, case):
+  import plot
+  run, argv = saved_run, ["--out", str(tmp_path / "p.png")]
+  if case == "proc":
+    argv = ["--out", "/proc/p.png"]
+  elif case == "log directory":
+    run = _copy(saved_run, tmp_path / "run")
+    (run / "log.jsonl").unlink()
+    (run / "log.jsonl").mkdir()
+  else:
+    argv += ["--title", "a $ sign"]
+  capsys.readouterr()
+  code = plot.main([str(run)] + argv)
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2 and len(err) == 1 and err[0].startswith("plot.py: error: "), err
+
+
+def test_the_api_and_the_messages_name_what_was_given(saved_run, tmp_path, capsys):
+  with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*32\), got -1"):
+    train.evaluate(str(saved_run), seed=-1)
+  _one_line_error(*_cli(capsys, "--eval", saved_run, "--env-kwargs", "{}")[::2],
+                  "not --env-kwargs")
+  (tmp_path / "v.mp4").mkdir()
+  _one_line_error(*_cli(capsys, "--eval", saved_run, "--video", tmp_path / "v.mp4")[::2],
+                  "not a directory", str(tmp_path / "v.mp4"))
+  _one_line_error(*_cli(capsys, "--batch", "2050", "--num-envs", "8", "--out",
+                        tmp_path / "b")[::2], "batch must be a multiple of num_envs (8)")
+
+
+def test_a_kl_is_never_logged_below_zero():
+  info = {"kl": -1e-9, "actual_improve": 0.0, "backtracks": 0, "accepted": True,
+          "entropy": 1.0}
+  state = {"iteration": 1, "steps": 10, "seconds": 1.0}
+  record = train.iteration_record(state, {"info": info, "episodes": [], "steps": 10,
+                                          "vf_loss": None}, 1.0)
+  assert record["kl"] == 0.0
+  nan = train.iteration_record(state, {"info": dict(info, kl=float("nan")), "episodes": [],
+                                       "steps": 10, "vf_loss": None}, 1.0)
+  assert math.isnan(nan["kl"])

@@ -20,6 +20,7 @@ import baselines
 import envs
 import policies
 import rundir
+import obsnorm
 import sampling
 import train
 import trpo
@@ -80,9 +81,9 @@ def test_gae_matches_definition_and_limits():
 def test_running_obs_stats_match_numpy():
   rng = np.random.default_rng(2)
   chunks = [rng.normal(3.0, 2.0, size=(n, 4)) for n in (5, 50, 1)]
-  stats = sampling.obs_stats_init((4,))
+  stats = obsnorm.obs_stats_init((4,))
   for c in chunks:
-    stats = sampling.obs_stats_update(stats, c)
+    stats = obsnorm.obs_stats_update(stats, c)
   data = np.concatenate(chunks)
   np.testing.assert_allclose(stats["mean"], data.mean(0), rtol=1e-4)
   np.testing.assert_allclose(stats["var"], data.var(0), rtol=1e-3)

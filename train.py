@@ -4,11 +4,14 @@
     python train.py --resume DIR [--steps N]
     python train.py --eval DIR [--episodes K]
 
-Each iteration of the TRPO loop (`train`) reads top to bottom: sample with π_θold (single path,
-Section 5.1, or vine, Section 5.2), estimate advantages, take one `trpo.step`, refit the value
-function, log, checkpoint (`loop`). `--method` picks one of the algorithms of Figure 4; the
-non-TRPO ones (CEM, CMA-ES, REPS) bring their own iteration from `baselines.py`, run by the same
-loop. The run directory (checkpoint, log, loading a saved policy) is `rundir.py`.
+`train` is the program: it makes the run (its config, environments, networks and directory),
+then loops until the step budget is spent; each iteration samples with π_θold, estimates
+advantages, takes one `trpo.step`, refits the value function (`single_path_iteration`, or
+`vine_iteration` for Section 5.2's vine), logs and checkpoints. `--method` picks one of the
+algorithms of Figure 4; the non-TRPO ones (CEM, CMA-ES, REPS) bring their own iteration from
+`baselines.py`, run by the same loop. Below `train`: one iteration of each method, what a config
+makes (`build`, `start`), evaluation, the defaults and their validation, and the command line.
+The run directory's files (checkpoint, log, lock) are `rundir.py`.
 """
 
 import argparse
@@ -30,6 +33,7 @@ import numpy as np
 
 import baselines
 import envs
+import obsnorm
 import parallel
 import pool
 import rundir
@@ -37,6 +41,389 @@ import sampling
 import trpo
 import value
 import workers
+
+
+def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
+          overwrite=False, callback=None, **options):
+  """Trains a policy with TRPO (or, by `method`, a Section 8 comparison method).
+
+  Each single-path iteration: sample `batch` environment steps with π_θold (Section 5.1);
+  estimate advantages (GAE(λ) with a learned value function, or the paper's discounted returns
+  with `estimator="mc"`); standardise them; take one update; refit the value function.
+  `method="vine"` samples by the vine method instead (Section 5.2).
+
+  With `out`, writes DIR/log.jsonl (one JSON object per iteration) and DIR/checkpoint.npz
+  (atomically, every iteration); a DIR that holds a run is refused unless `overwrite`.
+  `resume=True` continues from that checkpoint (options given then must not change the task,
+  networks or seed; others apply and are noted). `log` receives one line per iteration and the
+  notes; callback(record) each iteration's record (a dict, as in log.jsonl), and a true
+  result stops the run after that iteration. Options are the keys of DEFAULTS (None: the
+  default). Returns {"policy", "params", "history" (the iterations' records), "config",
+  "state"}.
+  """
+  cfg, run, state, ckpt = begin({"env": env_id, "steps": steps, "seed": seed, **options}, out,
+                                resume, overwrite, log)
+  log = log if jax.process_index() == 0 else (lambda line: None)   # one writer: process 0
+  history, start_rate, stopped = [], None, True   # stopped: by an exception or a signal
+  try:
+    iterate, carry, state, extra = method_iteration(cfg, run, state)
+    # Section 6: "the algorithms repeatedly perform the following steps".
+    while state["steps"] < cfg["steps"]:
+      t0 = time.perf_counter()
+      key, *keys = jax.random.split(state["key"], 4)
+      # Sample with π_θold, estimate advantages, update the policy, refit V.
+      result, carry = iterate(state, carry, keys)
+      # JAX dispatches asynchronously: wait for the update itself before reading the clock.
+      jax.block_until_ready((result["params"], result["vparams"], result["info"]))
+      seconds = time.perf_counter() - t0
+      state = dict(state, **{k: result[k] for k in ("params", "vparams", "stats", "search")
+                             if k in result},
+                   key=key, iteration=state["iteration"] + 1,
+                   steps=state["steps"] + result["steps"], seconds=state["seconds"] + seconds)
+      history.append(iteration_record(state, result, seconds))
+      if ckpt:   # the checkpoint, then the log line (`rundir.record_iteration`)
+        rundir.record_iteration(ckpt, state, cfg, history[-1], extra(state) if extra else None)
+      # The rate for the ETA leaves out this session's first iteration, which compiles.
+      start_rate = start_rate or (state["steps"], state["seconds"])
+      rate = (state["steps"] - start_rate[0]) / max(state["seconds"] - start_rate[1], 1e-9)
+      log(format_record(history[-1],
+                        max(0, cfg["steps"] - state["steps"]) / rate if rate else None))
+      if callback is not None and callback(history[-1]):
+        break
+    stopped = False
+  finally:
+    close_run(run, stopped)
+  if not history:
+    log(f"nothing to do: the run has {state['steps']} steps (iteration {state['iteration']}) "
+        f"of the {cfg['steps']} asked for; ask for more with steps (--steps)")
+  return {"policy": run["policy"], "params": state["params"], "history": history,
+          "config": cfg, "state": state}
+
+
+def begin(given, out, resume, overwrite, log):
+  """(cfg, run, state, checkpoint path) of a run starting or resuming (`make_config`, `start`).
+  With several processes, one that refuses the run says so in a collective before the first
+  of training, where the others wait (a peer that left would leave them waiting for ever)."""
+  try:
+    cfg = make_config(given, out, resume, log)
+    if jax.process_count() > 1 and cfg["method"] in ("vine",) + baselines.METHODS:
+      raise ValueError(f"several processes run the single-path methods, not {cfg['method']!r}")
+    single_env = cfg["method"] == "vine" or cfg["method"] in baselines.SEARCH
+    run, state, ckpt = start(cfg, out, resume, single_env, overwrite,
+                             log if jax.process_index() == 0 else (lambda line: None))
+  except (ValueError, OSError):
+    parallel.any_process(True)
+    raise
+  if parallel.any_process(False):
+    run["env"].close()
+    raise ValueError("another process refused the run (process 0 says why)")
+  run["pool"], run["copies"] = None, [run["env"]]
+  return cfg, run, state, ckpt
+
+
+def close_run(run, stopped):
+  """Closes what a run opened: its environments (at once if `stopped` in the middle of a step),
+  the vine's worker pool, the run directory's lock."""
+  for env in (e for e in run["copies"] if e is not None):
+    envs.close(env, at_once=stopped)
+  if run["pool"] is not None:
+    run["pool"]["shutdown"]()
+  if run["lock"] is not None:
+    run["lock"].close()
+
+
+def single_path_iteration(cfg, run, state, obs, keys):
+  """Sample `batch` steps with π_θold (Section 5.1; with several processes, each samples its
+  share); advantages by GAE(λ) with the value function, or the paper's discounted returns
+  (estimator "mc"); one update and the refit of V on the batch of all processes (`parallel`).
+  Returns (the iteration's results, the observations that continue the episodes)."""
+  k_roll, k_step, k_vf = keys
+  if jax.process_count() > 1:              # each process draws its own actions
+    k_roll = jax.random.fold_in(k_roll, jax.process_index())
+  params, vparams = parallel.local((state["params"], state["vparams"]))
+  stats, v_apply = state["stats"], run["value"][1]
+  T = max(1, cfg["batch"] // cfg["num_envs"] // jax.process_count())
+  roll, obs, episodes = sampling.single_path(run["env"], obs, run["policy"], params, stats,
+                                             k_roll, T)
+  adv, targets = sampling.advantages(roll, obs, value.predictor(vparams, stats, v_apply),
+                                     cfg["estimator"], cfg["gamma"], cfg["lam"])
+  batch = sampling.policy_batch(roll, adv, stats, parallel.gather(sampling.flatten(adv)))
+  params, info = parallel.local(run["update"](params, parallel.global_batch(batch),
+                                              run["policy"], k_step))
+  # V is fitted by every process to all processes' samples, gathered once: its minibatches
+  # would otherwise gather rows across processes at every Adam step.
+  flat_obs = parallel.gather(sampling.flatten(roll["obs"]))
+  vparams, vf_loss = value.refit(
+      vparams, stats, flat_obs, None if targets is None else
+      parallel.gather(sampling.flatten(targets)), k_vf, apply=v_apply, epochs=cfg["vf_epochs"],
+      lr=cfg["vf_lr"])
+  if stats is not None:
+    stats = obsnorm.obs_stats_update(stats, flat_obs)
+  return {"params": params, "vparams": vparams, "stats": stats, "info": info,
+          "episodes": parallel.gather_list(episodes), "vf_loss": vf_loss,
+          "steps": T * cfg["num_envs"] * jax.process_count()}, obs
+
+
+def vine_iteration(cfg, run, state, trunk, keys):
+  """One vine iteration (Section 5.2): trunk, rollout set, branches (`sampling.vine`), one
+  update on the vine batch. Returns (the iteration's results, the trunk that continues)."""
+  k_roll, k_step, _ = keys
+  params, stats = state["params"], state["stats"]
+  vb, trunk, episodes, n = sampling.vine(
+      run["env"], trunk, run["policy"], params, stats, k_roll, n_states=cfg["vine_states"],
+      n_actions=cfg["vine_actions"], horizon=cfg["vine_horizon"], gamma=cfg["gamma"],
+      trunk_steps=cfg["batch"], q=cfg["vine_q"], copies=run["copies"], pool=run["pool"])
+  # A common shift of Q̂ leaves both vine estimators' gradients unchanged (their weights sum to
+  # one) and the step length is set by δ: standardising only keeps the numbers tame.
+  vb["q"] = (vb["q"] - vb["q"].mean()) / (vb["q"].std() + 1e-8)
+  raw_states = vb["obs"]
+  vb = {k: jnp.asarray(v) for k, v in vb.items()}
+  vb["obs"] = obsnorm.normalize(stats, vb["obs"])
+  params, info = run["update"](params, vb, run["policy"], k_step)
+  if stats is not None:
+    stats = obsnorm.obs_stats_update(stats, raw_states)
+  return {"params": params, "vparams": state["vparams"], "stats": stats, "info": info,
+          "episodes": episodes, "steps": n, "vf_loss": None}, trunk
+
+
+def policy_update(cfg):
+  """update(params, batch, policy, key) -> (params, info) of a single-path or vine method:
+  `trpo.step` with the config's options, or the Section 8 variant `cfg["method"]` names."""
+  if cfg["method"] == "rwr":
+    return functools.partial(baselines.rwr_step, temperature=cfg["temperature"],
+                             epochs=cfg["ml_epochs"], lr=cfg["ml_lr"])
+  common = {"damping": cfg["damping"], "cg_iters": cfg["cg_iters"], "subsample": cfg["subsample"]}
+  if cfg["method"] == "natural_gradient":
+    return functools.partial(trpo.natural_gradient_step, step_size=cfg["step_size"], **common)
+  fisher = trpo.fisher_vp_empirical if cfg["method"] == "empirical_fim" else \
+      trpo.fisher_vp_analytic
+  constraint = jnp.max if cfg["method"] == "max_kl" else jnp.mean
+  return functools.partial(trpo.step, delta=cfg["delta"], fisher=fisher, constraint=constraint,
+                           **common)
+
+
+def branch_runners(cfg, env):
+  """(copies, pool) for the vine branches: `vine_copies` environments stepped in lockstep
+  (the trunk's own `env` among them), or with vine_workers > 1 a `workers.branch_pool` whose
+  workers hold that many copies each (then copies only sets the group size)."""
+  size = cfg["vine_copies"]
+  if cfg["vine_workers"] > 1:
+    pool = workers.branch_pool(cfg["env"], cfg["seed"], cfg["vine_workers"], size,
+                                cfg["hidden"], cfg["linear_policy"], cfg["log_std_init"],
+                                rundir.env_options(cfg))
+    return [env] + [None] * (size - 1), pool
+  return [env] + [envs.make_single(cfg["env"], cfg["seed"], **rundir.env_options(cfg))[0]
+                  for _ in range(size - 1)], None
+
+
+def method_iteration(cfg, run, state):
+  """What `train`'s loop runs for cfg["method"]: (iterate, carry, state, extra).
+
+  iterate(state, carry, keys) -> (result, carry) performs one iteration with three fresh PRNG
+  keys; result holds the new "params", "vparams", "stats" (and "search" for a baseline), and
+  the iteration's "info" (of `trpo.step`), "episodes", "steps" and "vf_loss". carry is what
+  continues across iterations without being checkpointed (observations, a vine trunk); state
+  gains a search method's state; extra(state) gives the checkpoint's extra arrays (or extra is
+  None). Vine starts its branch copies or workers in run (closed by `close_run`)."""
+  if cfg["method"] in baselines.METHODS:
+    iterate, state, extra = baselines.iteration_for(cfg, run, state, init_state(cfg, run))
+    return iterate, run["obs"], state, extra
+  run["update"] = policy_update(cfg)
+  if cfg["method"] != "vine":
+    return functools.partial(single_path_iteration, cfg, run), run["obs"], state, None
+  run["copies"], run["pool"] = branch_runners(cfg, run["env"])
+  return (functools.partial(vine_iteration, cfg, run), {"obs": run["obs"], "ret": 0.0, "len": 0},
+          state, None)
+
+
+def iteration_record(state, result, seconds):
+  """The log record of an iteration (one line of log.jsonl)."""
+  info = result["info"]
+  return {
+      "iteration": state["iteration"], "steps": state["steps"],
+      "episodes": len(result["episodes"]), "mean_return": mean_return(result["episodes"]),
+      "kl": float(info["kl"]), "surrogate_improve": float(info["actual_improve"]),
+      "backtracks": int(info["backtracks"]), "accepted": bool(info["accepted"]),
+      "entropy": float(info["entropy"]), "vf_loss": result["vf_loss"],
+      "steps_per_second": result["steps"] / seconds,
+      "seconds": state["seconds"]}
+
+
+def mean_return(episodes):
+  """Mean return of the episodes that ended in this iteration; None if none did (a stalled or
+  long episode must not repeat an earlier iteration's number in the log)."""
+  return float(np.mean([r for r, _ in episodes])) if episodes else None
+
+
+def format_record(record, eta=None):
+  """The one line per iteration printed while training (eta: seconds left, None on the first
+  iteration, whose steps/s include JAX's compilation)."""
+  ret = "-" if record["mean_return"] is None else f"{record['mean_return']:9.2f}"
+  left = "compiling" if eta is None else f"eta {int(eta) // 60:d}m{int(eta) % 60:02d}s"
+  return (f"iter {record['iteration']:4d}  steps {record['steps']:9d}  episodes "
+          f"{record['episodes']:4d}  return {ret:>9s}  kl {record['kl']:.5f}  "
+          f"improve {record['surrogate_improve']:+.4f}  backtracks {record['backtracks']:2d}  "
+          f"entropy {record['entropy']:.3f}  "
+          f"{record['steps_per_second']:7.0f} steps/s  {left}")
+
+
+# ----------------------------------------------------------------------------------------------
+# What a config makes: the environments, the networks, the state of a new or resumed run.
+# ----------------------------------------------------------------------------------------------
+
+
+def build(cfg, single_env=False, video=None):
+  """What a config describes: {"env", "obs" (first observations), "policy", "value" (stax
+  (init, apply) of V), "obs_shape"}.
+
+  The environment is a vector env of cfg["num_envs"] copies, or with `single_env` one
+  environment whose state can be saved and restored (vine, Section 5.2; the parameter searches).
+  """
+  seed = cfg["seed"] + 10007 * jax.process_index()      # processes sample apart (`parallel`)
+  if single_env:
+    env, obs = envs.make_single(cfg["env"], seed, **rundir.env_options(cfg))
+    obs_space, action_space = env.observation_space, env.action_space
+  else:
+    env, obs = envs.make(cfg["env"], cfg["num_envs"], seed, cfg["vectorization"], video,
+                         backend=cfg["backend"], **rundir.env_options(cfg))
+    obs_space, action_space = env.single_observation_space, env.single_action_space
+  try:
+    policy = envs.policy_for(obs_space, action_space, tuple(cfg["hidden"]),
+                             cfg["linear_policy"], cfg["log_std_init"])
+  except ValueError:
+    env.close()
+    raise
+  return {"env": env, "obs": obs, "policy": policy, "obs_shape": obs_space.shape,
+          "value": value.value_net(obs_space.shape, tuple(cfg["hidden"]))}
+
+
+def init_state(cfg, built):
+  """The training state at iteration 0: {"params", "vparams", "stats", "key", "iteration",
+  "steps", "seconds"}, all drawn from PRNGKey(cfg["seed"])."""
+  key, kp, kv = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 3)
+  obs_shape = tuple(built["obs_shape"])
+  return {"params": built["policy"]["init"](kp, obs_shape),
+          "vparams": built["value"][0](kv, (-1,) + obs_shape)[1],
+          "stats": obsnorm.obs_stats_init(obs_shape) if cfg["normalize_obs"] else None,
+          "key": key, "iteration": 0, "steps": 0, "seconds": 0.0}
+
+
+def start(cfg, out, resume, single_env=False, overwrite=False, note=print):
+  """(run, state, checkpoint path or None) for a training loop: run is what `build` makes for
+  the config plus "saved" (the checkpoint's arrays when resuming, else None) and "lock" (DIR's
+  lock, which the caller closes when the run ends; None without DIR); state is the
+  state at iteration 0 or, resuming, the checkpoint's (episodes restart: the simulator state
+  is not checkpointed); DIR is prepared by `open_run` (by process 0 only, if there are
+  several: see `parallel`)."""
+  run = build(cfg, single_env)
+  run["saved"] = None
+  try:
+    if resume:
+      run["saved"] = rundir.load_checkpoint(out)[1]
+      rundir.check_sizes(cfg, run, run["saved"])
+    state = init_state(cfg, run)
+    if resume:
+      state = rundir.restore_state(state, run["saved"], cfg)
+      seed = cfg["seed"] + 7919 * state["iteration"] + 10007 * jax.process_index()
+      run["obs"] = run["env"].reset(seed=seed)[0]
+    # One writer: process 0 (`parallel`); the others read the checkpoint to resume.
+    write = out and jax.process_index() == 0
+    ckpt, run["lock"] = rundir.open_run(out, resume, run["saved"], overwrite, note) if write else \
+        (None, None)
+  except BaseException:
+    run["env"].close()
+    raise
+  return run, state, ckpt
+
+
+def load_policy(run_dir, seed, check, video=None, code=None):
+  """The policy saved in DIR/checkpoint.npz, in one fresh environment of its task: {"config",
+  "env" (a vector env of 1, recorded to `video` if given: `envs.make`), "obs" (its first
+  observation), "policy", "params", "stats" (observation statistics or None)}. check(saved
+  config) gives the config to build (options it predates filled in) or raises ValueError;
+  `code` gives {"env": factory, "wrappers": (...)} again."""
+  cfg, data = rundir.load_checkpoint(run_dir)
+  # Evaluated by Gymnasium, whatever stepped the training (EnvPool's tasks are shown equal to
+  # its): it records video and reports what a task measures (`x_position`) in `info`.
+  cfg = {**check(cfg), "num_envs": 1, "seed": seed, "backend": "gymnasium", **(code or {})}
+  cfg["hidden"] = tuple(cfg["hidden"])
+  built = build(cfg, video=video)
+  try:
+    rundir.check_sizes(cfg, built, data)
+    state = rundir.restore_state(init_state(cfg, built), data, cfg)
+  except ValueError:
+    built["env"].close()
+    raise
+  return {"config": cfg, "env": built["env"], "obs": built["obs"], "policy": built["policy"],
+          "params": state["params"], "stats": state["stats"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluating a saved policy.
+# ----------------------------------------------------------------------------------------------
+
+
+def _code(env, wrappers):
+  """What a checkpoint cannot hold, given again: the env factory and the extra wrappers."""
+  return {k: v for k, v in (("env", env), ("wrappers", tuple(wrappers or ()))) if v}
+
+
+def evaluate(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=None):
+  """Runs the saved policy deterministically (the mode of π) for `episodes` episodes, in an
+  environment reset with `seed`, recorded into the MP4 file `video` if given. A run trained on
+  an env factory or with extra wrappers needs them again (`env`, `wrappers`). Returns the list
+  of undiscounted episode returns.
+  """
+  if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+    raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
+  if video and (not str(video).endswith(".mp4") or not os.path.isdir(os.path.dirname(
+      os.path.abspath(video)))):
+    raise ValueError(f"--video must name an .mp4 file in an existing directory, got {video!r}")
+  # Recorded into a directory of its own beside the file (which fails at once where the file
+  # could not be written), then moved to its name: nothing else in that directory is touched.
+  folder = tempfile.mkdtemp(prefix=".recording-", dir=os.path.dirname(os.path.abspath(video))) \
+      if video else None
+  try:
+    recording = folder and os.path.join(folder, "video", "e.mp4")   # RecordVideo makes "video"
+    saved = load_policy(run_dir, seed, checked_config, recording, _code(env, wrappers))
+    env, obs, returns, policy_act = saved["env"], saved["obs"], [], sampling.actor(saved["policy"])
+    try:
+      while len(returns) < episodes:
+        a = policy_act(saved["params"], saved["stats"], sampling.as_input(obs))
+        obs, _, _, _, info = env.step(envs.env_action(env.single_action_space, np.asarray(a)))
+        if "_episode" in info and info["_episode"][0]:
+          returns.append(float(info["episode"]["r"][0]))
+    finally:
+      env.close()
+    if video:
+      os.replace(os.path.join(folder, "video", "e-step-0.mp4"), video)
+  finally:
+    if folder:
+      shutil.rmtree(folder, ignore_errors=True)
+  return returns
+
+
+def policy_from_run(run_dir, env=None, wrappers=None):
+  """The policy saved in DIR as a function: one observation (as its environment returns it)
+  in, the deterministic action (the mode of π, as `evaluate` takes it) out. `env`, `wrappers`:
+  as for `evaluate`."""
+  saved = load_policy(run_dir, 0, checked_config, code=_code(env, wrappers))
+  space, shape = saved["env"].single_action_space, saved["env"].single_observation_space.shape
+  saved["env"].close()
+  policy_act = sampling.actor(saved["policy"])
+
+  def act(obs):
+    if np.shape(obs) != shape:
+      raise ValueError(f"the policy takes an observation of shape {shape}, got {np.shape(obs)}")
+    return envs.env_action(space, np.asarray(policy_act(
+        saved["params"], saved["stats"], sampling.as_input(obs)[None]))[0])
+  return act
+
+
+# ----------------------------------------------------------------------------------------------
+# The defaults and their validation.
+# ----------------------------------------------------------------------------------------------
+
 
 DEFAULTS = {
     "env": "CartPole-v1", "steps": 100_000, "seed": 0, "method": "single_path",
@@ -61,6 +448,7 @@ DEFAULTS = {
     "temperature": 1.0, "reps_epsilon": 0.1, "ml_epochs": 10, "ml_lr": 1e-2,
 }
 
+
 # Settings by environment family (`envs.family`), applied over DEFAULTS when a run starts; an
 # option given explicitly wins. MuJoCo locomotion: the Hopper settings of the README (batch
 # 4,096, δ 0.02, γ 0.995, running observation normalisation), stepped by EnvPool where it can
@@ -74,6 +462,8 @@ FAMILY_DEFAULTS = {
     "atari": {"normalize_obs": True, "lam": 0.95},
     "other": {},
 }
+
+
 # Over the family's, for single tasks the family settings do not train: Pendulum-v1 (a dense
 # reward over a short horizon) was far from solved after 100k steps with γ = 0.99; with 0.9,
 # the RL Zoo's value, it is solved (`python bench/defaults.py`, results/defaults.txt). Swimmer's
@@ -90,6 +480,7 @@ TASK_DEFAULTS = {"Pendulum-v1": {"gamma": 0.9},
                  "Ant-v5": {"log_std_init": -1.0, "gamma": 0.99, "lam": 0.95},
                  "Walker2d-v5": {"gamma": 0.99, "lam": 0.95}}
 
+
 # --method: the algorithms of Figure 4. TRPO with single-path or vine sampling (Section 5); the
 # methods that sample like single path and change only the update: a fixed step instead of the
 # KL constraint (natural_gradient), the Fisher matrix from score covariances (empirical_fim),
@@ -97,6 +488,12 @@ TASK_DEFAULTS = {"Pendulum-v1": {"gamma": 0.9},
 # baselines with a loop of their own in baselines.py (baselines.METHODS: CEM, CMA-ES, REPS).
 ALGORITHMS = ("single_path", "vine", "natural_gradient", "empirical_fim", "max_kl", "rwr") + \
     baselines.METHODS
+
+
+# Options a resumed run keeps: they define its task, its networks or its randomness. Every
+# other option may be changed on --resume (the change is printed).
+FIXED_ON_RESUME = ("env", "env_kwargs", "wrappers", "fire_reset", "seed", "method", "hidden",
+                   "linear_policy", "log_std_init", "normalize_obs", "backend")
 
 
 def _is_json(value):
@@ -186,179 +583,6 @@ def envpool_refusal(cfg):
   return pool.serves(cfg["env"], cfg["env_kwargs"])
 
 
-def policy_update(cfg):
-  """update(params, batch, policy, key) -> (params, info) of a single-path or vine method:
-  `trpo.step` with the config's options, or the Section 8 variant `cfg["method"]` names."""
-  if cfg["method"] == "rwr":
-    return functools.partial(baselines.rwr_step, temperature=cfg["temperature"],
-                             epochs=cfg["ml_epochs"], lr=cfg["ml_lr"])
-  common = {"damping": cfg["damping"], "cg_iters": cfg["cg_iters"], "subsample": cfg["subsample"]}
-  if cfg["method"] == "natural_gradient":
-    return functools.partial(trpo.natural_gradient_step, step_size=cfg["step_size"], **common)
-  fisher = trpo.fisher_vp_empirical if cfg["method"] == "empirical_fim" else \
-      trpo.fisher_vp_analytic
-  constraint = jnp.max if cfg["method"] == "max_kl" else jnp.mean
-  return functools.partial(trpo.step, delta=cfg["delta"], fisher=fisher, constraint=constraint,
-                           **common)
-
-
-def single_path_iteration(cfg, run, state, obs, keys):
-  """Sample `batch` steps with π_θold (Section 5.1; with several processes, each samples its
-  share); advantages by GAE(λ) with the value function, or the paper's discounted returns
-  (estimator "mc"); one update and the refit of V on the batch of all processes (`parallel`).
-  Returns (the iteration's results, the observations that continue the episodes)."""
-  k_roll, k_step, k_vf = keys
-  if jax.process_count() > 1:              # each process draws its own actions
-    k_roll = jax.random.fold_in(k_roll, jax.process_index())
-  params, vparams = parallel.local((state["params"], state["vparams"]))
-  stats, v_apply = state["stats"], run["value"][1]
-  T = max(1, cfg["batch"] // cfg["num_envs"] // jax.process_count())
-  roll, obs, episodes = sampling.single_path(run["env"], obs, run["policy"], params, stats,
-                                             k_roll, T)
-  adv, targets = sampling.advantages(roll, obs, value.predictor(vparams, stats, v_apply),
-                                     cfg["estimator"], cfg["gamma"], cfg["lam"])
-  batch = sampling.policy_batch(roll, adv, stats, parallel.gather(sampling.flatten(adv)))
-  params, info = parallel.local(run["update"](params, parallel.global_batch(batch),
-                                              run["policy"], k_step))
-  # V is fitted by every process to all processes' samples, gathered once: its minibatches
-  # would otherwise gather rows across processes at every Adam step.
-  flat_obs = parallel.gather(sampling.flatten(roll["obs"]))
-  vparams, vf_loss = value.refit(
-      vparams, stats, flat_obs, None if targets is None else
-      parallel.gather(sampling.flatten(targets)), k_vf, apply=v_apply, epochs=cfg["vf_epochs"],
-      lr=cfg["vf_lr"])
-  if stats is not None:
-    stats = sampling.obs_stats_update(stats, flat_obs)
-  return {"params": params, "vparams": vparams, "stats": stats, "info": info,
-          "episodes": parallel.gather_list(episodes), "vf_loss": vf_loss,
-          "steps": T * cfg["num_envs"] * jax.process_count()}, obs
-
-
-def vine_iteration(cfg, run, state, trunk, keys):
-  """One vine iteration (Section 5.2): trunk, rollout set, branches (`sampling.vine`), one
-  update on the vine batch. Returns (the iteration's results, the trunk that continues)."""
-  k_roll, k_step, _ = keys
-  params, stats = state["params"], state["stats"]
-  vb, trunk, episodes, n = sampling.vine(
-      run["env"], trunk, run["policy"], params, stats, k_roll, n_states=cfg["vine_states"],
-      n_actions=cfg["vine_actions"], horizon=cfg["vine_horizon"], gamma=cfg["gamma"],
-      trunk_steps=cfg["batch"], q=cfg["vine_q"], copies=run["copies"], pool=run["pool"])
-  # A common shift of Q̂ leaves both vine estimators' gradients unchanged (their weights sum to
-  # one) and the step length is set by δ: standardising only keeps the numbers tame.
-  vb["q"] = (vb["q"] - vb["q"].mean()) / (vb["q"].std() + 1e-8)
-  raw_states = vb["obs"]
-  vb = {k: jnp.asarray(v) for k, v in vb.items()}
-  vb["obs"] = sampling.normalize(stats, vb["obs"])
-  params, info = run["update"](params, vb, run["policy"], k_step)
-  if stats is not None:
-    stats = sampling.obs_stats_update(stats, raw_states)
-  return {"params": params, "vparams": state["vparams"], "stats": stats, "info": info,
-          "episodes": episodes, "steps": n, "vf_loss": None}, trunk
-
-
-def loop(cfg, state, carry, iterate, ckpt=None, log=print, extra=None, callback=None):
-  """Runs `iterate` until cfg["steps"] environment steps are done (Section 6: "the algorithms
-  repeatedly perform the following steps"), for every method.
-
-  iterate(state, carry, keys) -> (result, carry) performs one iteration with three fresh PRNG
-  keys; result holds the new "params", "vparams", "stats" (and "search" for a baseline), and
-  the iteration's "info" (of `trpo.step`), "episodes", "steps" and "vf_loss". carry is what
-  continues across iterations without being checkpointed (observations, a vine trunk). After
-  each iteration the state is checkpointed (with extra(state) arrays), its record logged, and
-  callback(record) called: a true result stops the run there. Returns (state, the records).
-  """
-  history, start = [], None
-  while state["steps"] < cfg["steps"]:
-    t0 = time.perf_counter()
-    key, *keys = jax.random.split(state["key"], 4)
-    result, carry = iterate(state, carry, keys)
-    # JAX dispatches asynchronously: wait for the update itself before reading the clock.
-    jax.block_until_ready((result["params"], result["vparams"], result["info"]))
-    seconds = time.perf_counter() - t0
-    state = dict(state, **{k: result[k] for k in ("params", "vparams", "stats", "search")
-                           if k in result},
-                 key=key, iteration=state["iteration"] + 1,
-                 steps=state["steps"] + result["steps"], seconds=state["seconds"] + seconds)
-    history.append(iteration_record(state, result, seconds))
-    if ckpt:
-      rundir.record_iteration(ckpt, state, cfg, history[-1], extra(state) if extra else None)
-    # The rate for the ETA leaves out this session's first iteration, which compiles.
-    start = start or (state["steps"], state["seconds"])
-    rate = (state["steps"] - start[0]) / max(state["seconds"] - start[1], 1e-9)
-    log(format_record(history[-1], max(0, cfg["steps"] - state["steps"]) / rate if rate else None))
-    if callback is not None and callback(history[-1]):
-      break
-  return state, history
-
-
-def iteration_record(state, result, seconds):
-  """The log record of an iteration (one line of log.jsonl)."""
-  info = result["info"]
-  return {
-      "iteration": state["iteration"], "steps": state["steps"],
-      "episodes": len(result["episodes"]), "mean_return": mean_return(result["episodes"]),
-      "kl": float(info["kl"]), "surrogate_improve": float(info["actual_improve"]),
-      "backtracks": int(info["backtracks"]), "accepted": bool(info["accepted"]),
-      "entropy": float(info["entropy"]), "vf_loss": result["vf_loss"],
-      "steps_per_second": result["steps"] / seconds,
-      "seconds": state["seconds"]}
-
-
-def mean_return(episodes):
-  """Mean return of the episodes that ended in this iteration; None if none did (a stalled or
-  long episode must not repeat an earlier iteration's number in the log)."""
-  return float(np.mean([r for r, _ in episodes])) if episodes else None
-
-
-def format_record(record, eta=None):
-  """The one line per iteration printed while training (eta: seconds left, None on the first
-  iteration, whose steps/s include JAX's compilation)."""
-  ret = "-" if record["mean_return"] is None else f"{record['mean_return']:9.2f}"
-  left = "compiling" if eta is None else f"eta {int(eta) // 60:d}m{int(eta) % 60:02d}s"
-  return (f"iter {record['iteration']:4d}  steps {record['steps']:9d}  episodes "
-          f"{record['episodes']:4d}  return {ret:>9s}  kl {record['kl']:.5f}  "
-          f"improve {record['surrogate_improve']:+.4f}  backtracks {record['backtracks']:2d}  "
-          f"entropy {record['entropy']:.3f}  "
-          f"{record['steps_per_second']:7.0f} steps/s  {left}")
-
-
-# Options a resumed run keeps: they define its task, its networks or its randomness. Every
-# other option may be changed on --resume (the change is printed).
-FIXED_ON_RESUME = ("env", "env_kwargs", "wrappers", "fire_reset", "seed", "method", "hidden",
-                   "linear_policy", "log_std_init", "normalize_obs", "backend")
-
-
-def branch_runners(cfg, env):
-  """(copies, pool) for the vine branches: `vine_copies` environments stepped in lockstep
-  (the trunk's own `env` among them), or with vine_workers > 1 a `workers.branch_pool` whose
-  workers hold that many copies each (then copies only sets the group size)."""
-  size = cfg["vine_copies"]
-  if cfg["vine_workers"] > 1:
-    pool = workers.branch_pool(cfg["env"], cfg["seed"], cfg["vine_workers"], size,
-                                cfg["hidden"], cfg["linear_policy"], cfg["log_std_init"],
-                                rundir.env_options(cfg))
-    return [env] + [None] * (size - 1), pool
-  return [env] + [envs.make_single(cfg["env"], cfg["seed"], **rundir.env_options(cfg))[0]
-                  for _ in range(size - 1)], None
-
-
-def method_iteration(cfg, run, state):
-  """What `loop` runs for cfg["method"]: {"iterate" (one iteration), "carry" (what continues
-  across iterations: observations, or the vine trunk), "state" (with a search method's state),
-  "extra" (the checkpoint's extra arrays, or None)}. Vine starts its branch copies or workers
-  in run (closed by `train`)."""
-  if cfg["method"] in baselines.METHODS:
-    iterate, state, extra = baselines.iteration_for(cfg, run, state)
-    return {"iterate": iterate, "carry": run["obs"], "state": state, "extra": extra}
-  run["update"] = policy_update(cfg)
-  if cfg["method"] != "vine":
-    return {"iterate": functools.partial(single_path_iteration, cfg, run), "carry": run["obs"],
-            "state": state, "extra": None}
-  run["copies"], run["pool"] = branch_runners(cfg, run["env"])
-  return {"iterate": functools.partial(vine_iteration, cfg, run), "state": state,
-          "carry": {"obs": run["obs"], "ret": 0.0, "len": 0}, "extra": None}
-
-
 def make_config(given, out, resume, note=print):
   """The run's config: DEFAULTS with the options `given`, or when resuming the saved config
   (with DEFAULTS for options it predates) with the given options that may change applied, and
@@ -394,123 +618,12 @@ def make_config(given, out, resume, note=print):
   return cfg
 
 
-def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
-          overwrite=False, callback=None, **options):
-  """Trains a policy with TRPO (or, by `method`, a Section 8 comparison method).
-
-  Each single-path iteration: sample `batch` environment steps with π_θold (Section 5.1);
-  estimate advantages (GAE(λ) with a learned value function, or the paper's discounted returns
-  with `estimator="mc"`); standardise them; take one update; refit the value function.
-  `method="vine"` samples by the vine method instead (Section 5.2).
-
-  With `out`, writes DIR/log.jsonl (one JSON object per iteration) and DIR/checkpoint.npz
-  (atomically, every iteration); a DIR that holds a run is refused unless `overwrite`.
-  `resume=True` continues from that checkpoint (options given then must not change the task,
-  networks or seed; others apply and are noted). `log` receives one line per iteration and the
-  notes; callback(record) each iteration's record (a dict, as in log.jsonl), and a true
-  result stops the run after that iteration. Options are the keys of DEFAULTS (None: the
-  default). Returns {"policy", "params", "history" (the iterations' records), "config",
-  "state"}.
-  """
-  # With several processes, one that refuses the run says so in a collective before the first
-  # of training, where the others wait (a peer that left would leave them waiting for ever).
-  try:
-    cfg = make_config({"env": env_id, "steps": steps, "seed": seed, **options}, out, resume, log)
-    if jax.process_count() > 1 and cfg["method"] in ("vine",) + baselines.METHODS:
-      raise ValueError(f"several processes run the single-path methods, not {cfg['method']!r}")
-    log = log if jax.process_index() == 0 else (lambda line: None)   # one writer: process 0
-    single_env = cfg["method"] == "vine" or cfg["method"] in baselines.SEARCH
-    run, state, ckpt = rundir.start(cfg, out, resume, single_env, overwrite, log)
-  except (ValueError, OSError):
-    parallel.any_process(True)
-    raise
-  if parallel.any_process(False):
-    run["env"].close()
-    raise ValueError("another process refused the run (process 0 says why)")
-  run["pool"], run["copies"] = None, [run["env"]]
-  stopped = True   # by an exception or a signal, perhaps in the middle of a step
-  try:
-    method = method_iteration(cfg, run, state)
-    state, history = loop(cfg, method["state"], method["carry"], method["iterate"], ckpt, log,
-                          method["extra"], callback)
-    stopped = False
-  finally:
-    for env in (e for e in run["copies"] if e is not None):
-      envs.close(env, at_once=stopped)
-    if run["pool"] is not None:
-      run["pool"]["shutdown"]()
-    if run["lock"] is not None:
-      run["lock"].close()
-  if not history:
-    log(f"nothing to do: the run has {state['steps']} steps (iteration {state['iteration']}) "
-        f"of the {cfg['steps']} asked for; ask for more with steps (--steps)")
-  return {"policy": run["policy"], "params": state["params"], "history": history,
-          "config": cfg, "state": state}
-
-
 def checked_config(saved):
   """A saved config (of a run to evaluate) as a run would use it: DEFAULTS for the options it
   predates, validated as `make_config` validates."""
   cfg = dict(DEFAULTS, **saved)
   validate_config(cfg)
   return cfg
-
-
-def _code(env, wrappers):
-  """What a checkpoint cannot hold, given again: the env factory and the extra wrappers."""
-  return {k: v for k, v in (("env", env), ("wrappers", tuple(wrappers or ()))) if v}
-
-
-def evaluate(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=None):
-  """Runs the saved policy deterministically (the mode of π) for `episodes` episodes, in an
-  environment reset with `seed`, recorded into the MP4 file `video` if given. A run trained on
-  an env factory or with extra wrappers needs them again (`env`, `wrappers`). Returns the list
-  of undiscounted episode returns.
-  """
-  if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
-    raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
-  if video and (not str(video).endswith(".mp4") or not os.path.isdir(os.path.dirname(
-      os.path.abspath(video)))):
-    raise ValueError(f"--video must name an .mp4 file in an existing directory, got {video!r}")
-  # Recorded into a directory of its own beside the file (which fails at once where the file
-  # could not be written), then moved to its name: nothing else in that directory is touched.
-  folder = tempfile.mkdtemp(prefix=".recording-", dir=os.path.dirname(os.path.abspath(video))) \
-      if video else None
-  try:
-    recording = folder and os.path.join(folder, "video", "e.mp4")   # RecordVideo makes "video"
-    saved = rundir.load_policy(run_dir, seed, checked_config, recording, _code(env, wrappers))
-    env, obs, returns, policy_act = saved["env"], saved["obs"], [], sampling.actor(saved["policy"])
-    try:
-      while len(returns) < episodes:
-        a = policy_act(saved["params"], saved["stats"], sampling.as_input(obs))
-        obs, _, _, _, info = env.step(envs.env_action(env.single_action_space, np.asarray(a)))
-        if "_episode" in info and info["_episode"][0]:
-          returns.append(float(info["episode"]["r"][0]))
-    finally:
-      env.close()
-    if video:
-      os.replace(os.path.join(folder, "video", "e-step-0.mp4"), video)
-  finally:
-    if folder:
-      shutil.rmtree(folder, ignore_errors=True)
-  return returns
-
-
-def policy_from_run(run_dir, env=None, wrappers=None):
-  """The policy saved in DIR as a function: one observation (as its environment returns it)
-  in, the deterministic action (the mode of π, as `evaluate` takes it) out. `env`, `wrappers`:
-  as for `evaluate`."""
-  saved = rundir.load_policy(run_dir, 0, checked_config, code=_code(env, wrappers))
-  space, shape = saved["env"].single_action_space, saved["env"].single_observation_space.shape
-  saved["env"].close()
-  policy_act = sampling.actor(saved["policy"])
-
-  def act(obs):
-    if np.shape(obs) != shape:
-      raise ValueError(f"the policy takes an observation of shape {shape}, got {np.shape(obs)}")
-    return envs.env_action(space, np.asarray(policy_act(
-        saved["params"], saved["stats"], sampling.as_input(obs)[None]))[0])
-  return act
 
 
 # ----------------------------------------------------------------------------------------------

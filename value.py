@@ -15,7 +15,7 @@ import numpy as np
 from jax.example_libraries import optimizers
 
 import policies
-import sampling
+import obsnorm
 
 
 def features(obs):
@@ -54,8 +54,8 @@ def value_net(obs_shape, hidden=(64, 64)):
 
 @functools.partial(jax.jit, static_argnames=("apply",))
 def value_predict(params, stats, obs, *, apply):
-  """V(s) for obs [B, ...] → [B] (obs normalised by `sampling.normalize` with stats)."""
-  return apply(params, features(sampling.normalize(stats, obs)))[:, 0]
+  """V(s) for obs [B, ...] → [B] (obs normalised by `obsnorm.normalize` with stats)."""
+  return apply(params, features(obsnorm.normalize(stats, obs)))[:, 0]
 
 
 def adam_minibatch(loss, params, data, key, *, epochs, n_minibatches, lr):
@@ -90,7 +90,7 @@ def value_fit(params, stats, obs, targets, key, *, apply, epochs=5, n_minibatche
   """
   def loss(p, xb, yb):
     return 0.5 * jnp.mean((apply(p, xb)[:, 0] - yb)**2)
-  x = features(sampling.normalize(stats, obs))
+  x = features(obsnorm.normalize(stats, obs))
   params = adam_minibatch(loss, params, (x, targets), key, epochs=epochs,
                           n_minibatches=n_minibatches, lr=lr)
   return params, 2 * loss(params, x, targets)

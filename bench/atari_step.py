@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import envs  # noqa: E402
 import policies  # noqa: E402
+import obsnorm  # noqa: E402
 import sampling  # noqa: E402
 import trpo  # noqa: E402
 from step_cost import timeit  # noqa: E402
@@ -52,7 +53,7 @@ def main():
   roll, obs, _ = sampling.single_path(venv, obs, policy, params, None, jax.random.PRNGKey(1),
                                       args.batch // 8)
   venv.close()
-  stats = sampling.obs_stats_update(sampling.obs_stats_init(shape), sampling.flatten(roll["obs"]))
+  stats = obsnorm.obs_stats_update(obsnorm.obs_stats_init(shape), sampling.flatten(roll["obs"]))
   adv, _ = sampling.advantages(roll, obs, lambda o: np.zeros(len(o), np.float32), "gae", 0.99,
                                0.95)
   batch = sampling.policy_batch(roll, adv, stats)

@@ -48,8 +48,8 @@ def main():
   args = ap.parse_args()
   cfg, data = rundir.load_checkpoint(args.run)
   cfg = dict(train.DEFAULTS, **cfg)
-  built = rundir.build(cfg)
-  state = rundir.restore_state(rundir.init_state(cfg, built), data, cfg)
+  built = train.build(cfg)
+  state = rundir.restore_state(train.init_state(cfg, built), data, cfg)
   policy, obs, params, stats = built["policy"], built["obs"], state["params"], state["stats"]
   predict = value.predictor(state["vparams"], stats, built["value"][1])
   results = {f: [] for f in FRACTIONS}

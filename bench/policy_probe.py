@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import obsnorm  # noqa: E402
 import sampling  # noqa: E402
 import rundir  # noqa: E402
 import train  # noqa: E402
@@ -31,7 +32,7 @@ def probe(run_dir, steps, seed):
   """Plays the saved policy for `steps` steps: {"env", "names", "probs" [steps, actions],
   "entropy" [steps], "episodes" [(length, return)] of those that ended, "running" (steps,
   return) of the last}."""
-  saved = rundir.load_policy(run_dir, seed, train.checked_config)
+  saved = train.load_policy(run_dir, seed, train.checked_config)
   venv, obs, policy = saved["env"], saved["obs"], saved["policy"]
   params, stats = saved["params"], saved["stats"]
   try:
@@ -43,7 +44,7 @@ def probe(run_dir, steps, seed):
       names = [str(a) for a in range(venv.single_action_space.n)]
     rng, probs, entropy, episodes, start, ret = np.random.default_rng(seed), [], [], [], 0, 0.0
     for t in range(steps):
-      x = sampling.normalize(stats, jnp.asarray(sampling.as_input(obs)))
+      x = obsnorm.normalize(stats, jnp.asarray(sampling.as_input(obs)))
       logp = jax.nn.log_softmax(policy["apply"](params, x)["logits"][0])
       p = np.asarray(jnp.exp(logp), np.float64)
       probs.append(p)

@@ -27,6 +27,7 @@ from jax.flatten_util import ravel_pytree
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
+import obsnorm  # noqa: E402
 import sampling  # noqa: E402
 import train  # noqa: E402
 import trpo  # noqa: E402
@@ -72,7 +73,7 @@ def main():
     venv.close()
     q = sampling.discounted_returns(roll["rewards"], roll["terminated"] | roll["truncated"],
                                     args.gamma).reshape(-1)
-    o = sampling.normalize(stats, jnp.asarray(roll["obs"].reshape((-1,) + roll["obs"].shape[2:])))
+    o = obsnorm.normalize(stats, jnp.asarray(roll["obs"].reshape((-1,) + roll["obs"].shape[2:])))
     a = jnp.asarray(roll["actions"].reshape((-1,) + roll["actions"].shape[2:]))
     b = {"obs": o, "actions": a, "adv": jnp.asarray(q),
          "logp_q": dist["log_prob"](apply(params, o), a)}
@@ -89,7 +90,7 @@ def main():
                                    q="all" if discrete else "policy")
     env.close()
     vb = {k: jnp.asarray(v) for k, v in vb.items()}
-    vb["obs"] = sampling.normalize(stats, vb["obs"])
+    vb["obs"] = obsnorm.normalize(stats, vb["obs"])
     vine_grads.append(np.asarray(jax.grad(lambda f: trpo.surrogate(policy, unravel(f), vb))(
         flat0)))
     vine_steps.append(used)

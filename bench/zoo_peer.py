@@ -1,7 +1,7 @@
 """The peer's own run here: sb3-contrib's TRPO with the RL Zoo's settings, evaluated as the Zoo does.
 
   pip install -e ".[peers]"
-  python bench/zoo_peer.py --env Ant-v5 [--seed 0] [--steps 1000000] [--episodes 10]
+  python bench/zoo_peer.py --env Ant-v5 [--seed 0] [--steps 1000000] [--episodes 10] [--json]
 
 The RL Zoo's published TRPO figures (bench/defaults.py) are one run each on the v3 MuJoCo
 tasks. Where train.py's defaults stay below a figure, this trains the peer itself on the same
@@ -11,10 +11,12 @@ normalised by VecNormalize, 2 environments × 1,024 steps, γ = 0.99, λ = 0.95,
 with damping 0.1, 20 critic epochs of minibatches of 128 at lr 1e-3; target KL 0.04 on
 HalfCheetah, γ = 0.9999 on Swimmer), then evaluates the deterministic policy for --episodes
 episodes (observation statistics frozen, rewards raw), seed 12345. Appends one line to
-results/zoo-peer.txt. sb3-contrib is the `peers` extra: only this script needs it.
+results/zoo-peer.txt; with --json, prints its numbers as one JSON object last (for
+bench/side_by_side.py). sb3-contrib is the `peers` extra: only this script needs it.
 """
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -38,6 +40,7 @@ def main():
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--steps", type=int, default=1_000_000)
   ap.add_argument("--episodes", type=int, default=10)
+  ap.add_argument("--json", action="store_true", help="print the numbers as JSON, last")
   args = ap.parse_args()
   torch.set_num_threads(1)   # one core, as each run of train.py here
   settings = dict(ZOO, **TASK.get(args.env, {}))
@@ -67,6 +70,8 @@ def main():
     f.write(f"$ python bench/zoo_peer.py --env {args.env} --seed {args.seed} --steps "
             f"{args.steps} --episodes {args.episodes}\n{line}\n")
   print(line)
+  if args.json:
+    print(json.dumps({"seconds": seconds, "returns": returns}))
 
 
 if __name__ == "__main__":
