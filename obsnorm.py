@@ -30,6 +30,22 @@ def check_obs(obs, where):
                      "iteration is refused and the last checkpoint kept")
 
 
+def stats_refusal(stats):
+  """Why {"mean", "var", "count"} (as a checkpoint holds them) cannot be the statistics of any
+  observations `check_obs` lets through, or "": each must be finite numbers, the variance in
+  [0, OBS_LIMIT²], the count > 0."""
+  arrays = {k: np.asarray(v) for k, v in stats.items() if v is not None}
+  if set(arrays) != {"mean", "var", "count"} or any(a.dtype.kind != "f" for a in arrays.values()):
+    return "they need float arrays 'mean', 'var' and 'count'"
+  if not all(np.all(np.isfinite(a)) for a in arrays.values()):
+    return "they hold a value that is not finite"
+  if np.any(np.abs(arrays["mean"]) > OBS_LIMIT) or np.any(arrays["var"] < 0) or \
+      np.any(arrays["var"] > OBS_LIMIT**2) or not arrays["count"] > 0:
+    return (f"a mean beyond {OBS_LIMIT:g}, a variance outside [0, {OBS_LIMIT**2:g}] or a count "
+            "<= 0")
+  return ""
+
+
 def obs_stats_init(obs_shape):
   """Running mean/variance of observations: {"mean", "var", "count"} (count starts tiny)."""
   return {"mean": np.zeros(obs_shape, np.float64), "var": np.ones(obs_shape, np.float64),

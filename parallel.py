@@ -14,6 +14,7 @@ identity, so a single-process run is exactly what it was.
 """
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -29,6 +30,21 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 # Seconds processes wait for each other to join (JAX's own default).
 TIMEOUT = 300
+# The environment variable by which a process started by `launch` knows its launcher.
+LAUNCHER = "TRPO_LAUNCHER_PID"
+
+
+def end_with_launcher():
+  """In a process `launch` started: asks Linux to send this process SIGTERM when the launcher
+  dies, however it dies (kill -9 included), so that no training process outlives it; SIGTERM
+  stops a run at the next iteration boundary, which the processes agree on (train.py). Does
+  nothing elsewhere, or in a process started by hand (--coordinator)."""
+  launcher = os.environ.get(LAUNCHER)
+  if not launcher or not sys.platform.startswith("linux"):
+    return
+  ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # 1: PR_SET_PDEATHSIG
+  if os.getppid() != int(launcher):   # it died before the request: nothing would signal it
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def initialize(coordinator, num_processes, process_id, timeout=TIMEOUT):
@@ -133,7 +149,8 @@ def launch(argv, processes, script=None):
                                          "--num-processes", str(processes),
                                          "--process-id", str(i)],
       stdout=None if i == 0 else subprocess.DEVNULL, stderr=None if i == 0 else subprocess.DEVNULL,
-      start_new_session=True) for i in range(processes)]
+      start_new_session=True, env=dict(os.environ, **{LAUNCHER: str(os.getpid())}))
+      for i in range(processes)]
   running = lambda: [p for p in procs if p.poll() is None]
   signals = []
   def stop(*_):

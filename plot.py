@@ -83,8 +83,14 @@ def main(argv=None):
   ax.set(xlabel="environment steps", ylabel="mean training return per iteration", title=args.title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=11)
-  fig.tight_layout()
-  fig.savefig(args.out, dpi=120)
+  try:
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+  except (OSError, ValueError) as e:   # a place that cannot be written; a title mathtext refuses
+    message = str(e).strip().splitlines()
+    print(f"plot.py: error: cannot write {args.out}: {type(e).__name__}: "
+          f"{message[0] if message else ''}", file=sys.stderr)
+    return 2
   print(f"wrote {args.out}")
   return 0
 

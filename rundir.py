@@ -9,16 +9,20 @@ train.py's loop writes them (`record_iteration`); resuming reads them back (`loa
 makes (environments, networks) is train.py's `build`.
 """
 
+import errno
 import fcntl
 import json
 import math
 import os
+import stat
 import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+
+import obsnorm
 
 
 def env_options(cfg):
@@ -43,12 +47,40 @@ def config_json(cfg):
 
 
 REQUIRED = ("policy", "value", "key", "iteration", "steps", "seconds", "config")
+# With them, the last record, the observation statistics and a search method's state.
+KNOWN = REQUIRED + ("record", "stats_mean", "stats_var", "stats_count", "search_mean",
+                    "search_std", "search_costs")
+ENTRY_LIMIT = 2**28   # bytes of all entries, uncompressed: far above a run's, below a machine's
+LOG_LIMIT = 2**30     # bytes of log.jsonl: about two million iterations' records
 
 
-KNOWN_PREFIXES = ("stats_", "search_")   # observation statistics, a search method's state
+def open_regular(path, flags, limit=None):
+  """os.open(path, flags) for a regular file of at most `limit` bytes, or ValueError in one line:
+  a symbolic link is not followed (nothing a run reads or writes may lead out of, or around
+  in, its directory), and a FIFO, device or directory is not read (it may never end)."""
+  try:
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+  except OSError as e:
+    if e.errno == errno.ELOOP:
+      raise ValueError(f"{path} is a symbolic link; a run directory's files must be regular "
+                       "files") from None
+    if e.errno in (errno.EISDIR, errno.ENXIO):   # a directory to write; a socket
+      raise ValueError(f"{path} is not a regular file (it is a "
+                       f"{_kind(os.stat(path).st_mode)})") from None
+    raise
+  info = os.fstat(fd)
+  if not stat.S_ISREG(info.st_mode) or (limit is not None and info.st_size > limit):
+    os.close(fd)
+    raise ValueError(f"{path} is not a regular file (it is a {_kind(info.st_mode)})"
+                     if not stat.S_ISREG(info.st_mode) else
+                     f"{path} holds {info.st_size:,} bytes, more than a run's (at most "
+                     f"{limit:,})")
+  return fd
 
 
-ENTRY_LIMIT = 2**28   # bytes of an entry, uncompressed: far above a run's, below a machine's memory
+def _kind(mode):
+  return ("directory" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else
+          "socket" if stat.S_ISSOCK(mode) else "device")
 
 
 def _atomic_write(path, write):
@@ -98,21 +130,22 @@ def load_checkpoint(run_dir):
   """(config, arrays) from DIR/checkpoint.npz: the arrays `save_checkpoint` wrote. Never
   unpickles (allow_pickle=False); a file that is not such a checkpoint is a ValueError."""
   path = os.path.join(run_dir, "checkpoint.npz")
-  if not os.path.isfile(path):
-    raise ValueError(f"no checkpoint at {path}" + (" (it is a directory)"
-                                                   if os.path.isdir(path) else ""))
-  try:   # only the entries a checkpoint has, each of bounded size, are read at all
-    with np.load(path, allow_pickle=False) as z:
-      names = [k for k in z.files if k in REQUIRED + ("record",) or k.startswith(KNOWN_PREFIXES)]
-      sizes = {k: z.zip.getinfo(k + ".npy").file_size for k in names}
-      data = {k: z[k] for k in names if sizes[k] <= ENTRY_LIMIT}
-  except Exception as e:  # noqa: BLE001 - whatever numpy raises: one message, and no advice
-    raise ValueError(f"{path} is not a readable checkpoint of train.py (damaged, cut short or "
-                     f"another kind of file: {type(e).__name__})") from None
-  big = [k for k in names if sizes[k] > ENTRY_LIMIT]
-  if big:
-    raise ValueError(f"{path} is not a checkpoint of train.py: its entry {big[0]!r} holds "
-                     f"{sizes[big[0]]:,} bytes (at most {ENTRY_LIMIT:,})")
+  if not os.path.lexists(path):
+    raise ValueError(f"no checkpoint at {path}")
+  with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as f:
+    try:   # only the entries a checkpoint has, of bounded size in all, are read at all
+      with np.load(f, allow_pickle=False) as z:
+        names = [k for k in z.files if k in KNOWN]
+        sizes = {k: z.zip.getinfo(k + ".npy").file_size for k in names}
+        data = {k: z[k] for k in names} if sum(sizes.values()) <= ENTRY_LIMIT else {}
+    except Exception as e:  # noqa: BLE001 - whatever numpy raises: one message, and no advice
+      raise ValueError(f"{path} is not a readable checkpoint of train.py (damaged, cut short "
+                       f"or another kind of file: {type(e).__name__})") from None
+  if sum(sizes.values()) > ENTRY_LIMIT:
+    big = max(sizes, key=sizes.get)
+    raise ValueError(f"{path} is not a checkpoint of train.py: its entries hold "
+                     f"{sum(sizes.values()):,} bytes (at most {ENTRY_LIMIT:,}; {big!r} "
+                     f"{sizes[big]:,})")
   missing = [k for k in REQUIRED if k not in data]
   if missing:
     raise ValueError(f"{path} is not a checkpoint of train.py: it lacks {missing}")
@@ -132,7 +165,7 @@ def _json_object(data, name):
   """The JSON text of entry `name` decoded, or None."""
   try:
     return json.loads(str(data[name])) if name in data and data[name].dtype.kind == "U" else None
-  except json.JSONDecodeError:
+  except (json.JSONDecodeError, RecursionError):   # not JSON, or nested beyond Python's stack
     return None
 
 
@@ -168,6 +201,10 @@ def restore_state(state, data, cfg):
       raise ValueError(f"the checkpoint's observation statistics are for observations of shape "
                        f"{saved}, but env {cfg['env']} gives {np.shape(stats[k])} (Atari runs "
                        "saved with 84×84 frames cannot be loaded since frames are 42×42)")
+  if stats is not None:
+    why = obsnorm.stats_refusal({k: data.get(f"stats_{k}") for k in stats})
+    if why:
+      raise ValueError(f"the checkpoint's observation statistics are not valid: {why}")
   return dict(
       state, params=ravel_pytree(state["params"])[1](jnp.asarray(data["policy"])),
       vparams=ravel_pytree(state["vparams"])[1](jnp.asarray(data["value"])),
@@ -181,16 +218,22 @@ def read_log(out, note=print):
   """The records of DIR/log.jsonl. A partial last line (a kill in mid-write) is dropped with a
   note; any other line that is not an iteration record is a ValueError."""
   path = os.path.join(out, "log.jsonl")
-  if not os.path.exists(path):
+  if not os.path.lexists(path):
     return []
-  with open(path, encoding="utf-8") as f:
-    lines = f.read().split("\n")
+  with os.fdopen(open_regular(path, os.O_RDONLY, LOG_LIMIT), "rb") as f:
+    raw = f.read(LOG_LIMIT + 1)
+  try:
+    lines = raw.decode("utf-8").split("\n")
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); the log is damaged") from None
   records = []
   for i, line in enumerate(lines):
     if not line.strip():
       continue
     try:
       record = json.loads(line)
+    except RecursionError:
+      raise ValueError(f"{path} line {i + 1} is nested too deeply to be a record") from None
     except json.JSONDecodeError:
       if i == len(lines) - 1:          # no newline after it: the write was cut short
         note(f"{path}: dropped a partial last line (a write was cut short)")
@@ -209,15 +252,14 @@ def hold(out):
   """Takes DIR/lock for this process (an exclusive `flock`, which the operating system releases
   when the process ends, however it ends) and returns the open lock file; close it to let go.
   Raises ValueError naming the holder if another process writes the run."""
-  lock = open(os.path.join(out, "lock"), "a+")
+  lock = os.fdopen(open_regular(os.path.join(out, "lock"), os.O_RDWR | os.O_CREAT, 4096), "r+")
   try:
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError:
-    lock.seek(0)
-    message = f"{out} is being written by another run (process {lock.read().strip() or '?'}); "
+    message = f"{out} is being written by another run (process {lock.read(64).strip() or '?'}); "
     lock.close()
     raise ValueError(message + "wait for it to end or stop it, or use another directory") from None
-  lock.truncate(0)     # "a+" writes at the end, which is now the start
+  lock.truncate(0)
   print(os.getpid(), file=lock, flush=True)
   return lock
 
@@ -245,6 +287,10 @@ def open_run(out, resume, data=None, overwrite=False, note=print):
 
 def _open_held(out, resume, data, overwrite, note):
   log_path, ckpt_path = os.path.join(out, "log.jsonl"), os.path.join(out, "checkpoint.npz")
+  for path in (log_path, ckpt_path):   # replaced atomically below, but never in a link's place
+    if os.path.islink(path):
+      raise ValueError(f"{path} is a symbolic link; a run directory's files must be regular "
+                       "files")
   for name in os.listdir(out):
     if name.endswith(".tmp") and name.startswith(("checkpoint.npz.", "log.jsonl.", "tmp")):
       os.remove(os.path.join(out, name))
@@ -268,8 +314,9 @@ def record_iteration(ckpt_path, state, cfg, record, extra=None):
   after a kill it cannot catch the log may lack the checkpoint's last iteration, which
   resuming restores from the checkpoint's copy."""
   save_checkpoint(ckpt_path, state, cfg, extra, record)
-  with open(os.path.join(os.path.dirname(ckpt_path), "log.jsonl"), "a") as f:
-    f.write(_json_record(record))
+  log = os.path.join(os.path.dirname(ckpt_path), "log.jsonl")
+  with os.fdopen(open_regular(log, os.O_WRONLY | os.O_APPEND), "ab") as f:
+    f.write(_json_record(record).encode())
     f.flush()
     os.fsync(f.fileno())
 

@@ -63,6 +63,17 @@ def as_input(obs):
   return obs if obs.dtype == np.uint8 else obs.astype(np.float32)
 
 
+def check_rewards(rewards, where):
+  """Raises ValueError if a reward is NaN or ±inf, naming where it came from: it would make
+  every return and advantage it reaches non-finite, and a logged mean return null, the mark
+  of an iteration in which no episode ended."""
+  bad = ~np.isfinite(np.asarray(rewards, np.float64))
+  if np.any(bad):
+    raise ValueError(f"the environment returned the reward {np.asarray(rewards)[bad].flat[0]} "
+                     f"{where} (not finite); the iteration is refused and the last checkpoint "
+                     "kept")
+
+
 def single_path(envs, obs, policy, params, stats, key, n_steps):
   """Runs π_θ for n_steps vector steps in `envs` (E environments), from observations `obs`.
 
@@ -97,6 +108,7 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
       raise ValueError(f"the environment failed at step {t + 1} of this iteration: "
                        f"{type(e).__name__}: {e}") from e
     obsnorm.check_obs(obs, f"in environment {{row}} at step {t + 1} of this iteration's {T}")
+    check_rewards(r, f"at step {t + 1} of this iteration's {T}")
     rewards[t], terminated[t], truncated[t] = r, term, trunc
     if "_episode" in info:
       for e in np.flatnonzero(info["_episode"]):
@@ -276,6 +288,7 @@ def vine_trunk(env, trunk, policy, params, stats, keys, trunk_steps, n_states):
     a = policy_act(params, stats, as_input(obs)[None],
                    jax.tree_util.tree_map(lambda x: x[t], noise))
     obs, r, term, trunc, _ = env.step(envs_lib.env_action(space, np.asarray(a)[0]))
+    check_rewards(r, f"at step {t + 1} of the vine trunk's {trunk_steps}")
     ret, length = ret + float(r), length + 1
     if term or trunc:
       episodes.append((ret, length))

@@ -81,8 +81,7 @@ def train(env_id=None, steps=None, seed=None, out=None, resume=False, log=print,
                    key=key, iteration=state["iteration"] + 1,
                    steps=state["steps"] + result["steps"], seconds=state["seconds"] + seconds)
       history.append(iteration_record(state, result, seconds))
-      if ckpt:   # the checkpoint, then the log line (`rundir.record_iteration`)
-        rundir.record_iteration(ckpt, state, cfg, history[-1], extra(state) if extra else None)
+      record(ckpt, state, cfg, history[-1], extra)
       # The rate for the ETA leaves out this session's first iteration, which compiles.
       start_rate = start_rate or (state["steps"], state["seconds"])
       rate = (state["steps"] - start_rate[0]) / max(state["seconds"] - start_rate[1], 1e-9)
@@ -119,6 +118,21 @@ def begin(given, out, resume, overwrite, log):
     raise ValueError("another process refused the run (process 0 says why)")
   run["pool"], run["copies"] = None, [run["env"]]
   return cfg, run, state, ckpt
+
+
+def record(ckpt, state, cfg, line, extra):
+  """The checkpoint, then the log line (`rundir.record_iteration`), by process 0 (ckpt None
+  elsewhere). With several processes they agree on whether it was written: a write that failed
+  (a full disk) stops every one of them here, not at the next collective, where the others
+  would wait for process 0 for ever."""
+  try:
+    if ckpt:
+      rundir.record_iteration(ckpt, state, cfg, line, extra(state) if extra else None)
+  except OSError:
+    parallel.any_process(True)
+    raise
+  if parallel.any_process(False):
+    raise ValueError("process 0 could not write the run directory (it says why)")
 
 
 def close_run(run, stopped):
@@ -242,7 +256,9 @@ def iteration_record(state, result, seconds):
   return {
       "iteration": state["iteration"], "steps": state["steps"],
       "episodes": len(result["episodes"]), "mean_return": mean_return(result["episodes"]),
-      "kl": float(info["kl"]), "surrogate_improve": float(info["actual_improve"]),
+      # A KL is ≥ 0; rounding in the mean of many tiny terms can leave it a hair below.
+      "kl": max(float(info["kl"]), 0.0) if np.isfinite(info["kl"]) else float(info["kl"]),
+      "surrogate_improve": float(info["actual_improve"]),
       "backtracks": int(info["backtracks"]), "accepted": bool(info["accepted"]),
       "entropy": float(info["entropy"]), "vf_loss": result["vf_loss"],
       "steps_per_second": result["steps"] / seconds,
@@ -376,9 +392,12 @@ def evaluate(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=No
   """
   if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
     raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
-  if video and (not str(video).endswith(".mp4") or not os.path.isdir(os.path.dirname(
-      os.path.abspath(video)))):
-    raise ValueError(f"--video must name an .mp4 file in an existing directory, got {video!r}")
+  if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+    raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+  if video and (not str(video).endswith(".mp4") or os.path.isdir(video) or not os.path.isdir(
+      os.path.dirname(os.path.abspath(video)))):
+    raise ValueError(f"--video must name an .mp4 file (not a directory) in an existing "
+                     f"directory, got {video!r}")
   # Recorded into a directory of its own beside the file (which fails at once where the file
   # could not be written), then moved to its name: nothing else in that directory is touched.
   folder = tempfile.mkdtemp(prefix=".recording-", dir=os.path.dirname(os.path.abspath(video))) \
@@ -544,6 +563,9 @@ def validate_config(cfg):
       ("lam", 0 <= cfg["lam"] <= 1, "in [0, 1]"),
       ("batch", cfg["num_envs"] <= cfg["batch"] <= 2**24,
        f"an integer from num_envs ({cfg['num_envs']}) to 2**24"),
+      ("batch", cfg["batch"] % cfg["num_envs"] == 0 or cfg["method"] == "vine" or
+       cfg["method"] in baselines.SEARCH, f"a multiple of num_envs ({cfg['num_envs']}): each "
+       "environment takes batch / num_envs steps an iteration"),
       ("estimator", cfg["estimator"] in ("gae", "mc"), "'gae' or 'mc'"),
       ("method", cfg["method"] in ALGORITHMS, f"one of {ALGORITHMS}"),
       *((k, cfg[k] >= 1, "an integer >= 1") for k in ("vine_states", "vine_actions",
@@ -634,8 +656,9 @@ def checked_config(saved):
 def _parse_json(text):
   try:
     value = json.loads(text)
-  except ValueError as e:
-    raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object, got {text!r} ({e})")
+  except (ValueError, RecursionError) as e:   # RecursionError: nested beyond Python's stack
+    raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object, got {text[:80]!r} "
+                                     f"({type(e).__name__}: {str(e)[:80]})")
   if not isinstance(value, dict):
     raise argparse.ArgumentTypeError(f"--env-kwargs must be a JSON object, got {text!r}")
   return value
@@ -776,7 +799,8 @@ def run_command(args, callback=None):
   given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
   if args.eval:
     extra = ["--resume"] * bool(args.resume) + ["--out"] * bool(args.out) + \
-        ["--overwrite"] * args.overwrite + [f"--{k}" for k in given if k != "seed"]
+        ["--overwrite"] * args.overwrite + [f"--{k.replace('_', '-')}" for k in given
+                                            if k != "seed"]
     if extra:
       return fail(f"--eval takes only --episodes and --seed, not {extra[0]}")
     returns = evaluate(args.eval, args.episodes or 10, given.get("seed", 12345), args.video)
@@ -820,6 +844,7 @@ def main(argv=None):
             (i == 0 or argv[i - 1] != "--processes")]
     return parallel.launch(rest, args.processes)
   if args.coordinator:
+    parallel.end_with_launcher()
     try:
       parallel.initialize(args.coordinator, args.num_processes, args.process_id,
                           args.coordinator_timeout or parallel.TIMEOUT)
