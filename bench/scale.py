@@ -28,12 +28,14 @@ import parallel  # noqa: E402
 import train  # noqa: E402
 
 
-def step_randomly(env_id, num_envs, n_vec, i, processes, ready, times):
+def step_randomly(env_id, num_envs, n_vec, i, processes, ready, times, backend):
   """Worker i of `processes`: on its own cores, steps `num_envs` copies n_vec times with random
   actions once all workers are ready, and puts the seconds it took on `times`."""
   if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, parallel.local_cores(i, processes))
-  venv, _ = envs.make(env_id, num_envs, seed=i)
+  # The backend the training runs use, with the threads each of its processes gets.
+  venv, _ = envs.make(env_id, num_envs, seed=i, backend=backend,
+                      threads=max(1, (os.cpu_count() or 1) // processes))
   space = venv.single_action_space
   ready.wait()
   start = time.perf_counter()
@@ -43,13 +45,14 @@ def step_randomly(env_id, num_envs, n_vec, i, processes, ready, times):
   venv.close()
 
 
-def simulator_seconds(env_id, num_envs, steps, processes):
+def simulator_seconds(env_id, num_envs, steps, processes, backend):
   """Wall seconds for `processes` processes to step `steps` environment steps in all."""
   ctx = multiprocessing.get_context("spawn")
   ready, times = ctx.Barrier(processes), ctx.Queue()
   n_vec = steps // num_envs // processes
   workers = [ctx.Process(target=step_randomly, args=(env_id, num_envs, n_vec, i, processes,
-                                                     ready, times)) for i in range(processes)]
+                                                     ready, times, backend))
+             for i in range(processes)]
   for w in workers:
     w.start()
   seconds = max(times.get() for _ in workers)
@@ -66,9 +69,11 @@ def main():
   ap.add_argument("flags", nargs="*", default=["--batch", "4096", "--normalize-obs"])
   args = ap.parse_args()
   given = dict(zip(args.flags, args.flags[1:]))
-  num_envs = int(given.get("--num-envs", train.make_config(
-      {"env": args.env}, None, False, lambda *_: None)["num_envs"]))
-  alone = {p: simulator_seconds(args.env, num_envs, args.steps, p) for p in (1, args.processes)}
+  cfg = train.make_config({"env": args.env}, None, False, lambda *_: None)
+  num_envs = int(given.get("--num-envs", cfg["num_envs"]))
+  backend = given.get("--backend", cfg["backend"])
+  alone = {p: simulator_seconds(args.env, num_envs, args.steps, p, backend)
+           for p in (1, args.processes)}
   seconds, wall, last = {}, {}, {}
   with tempfile.TemporaryDirectory() as tmp:
     for p in (1, args.processes):
@@ -88,12 +93,13 @@ def main():
   print("wall clock, start to exit: " + ", ".join(f"{p} process(es) {s:.1f} s"
                                                     for p, s in wall.items()) +
         f"; ratio {wall[1] / wall[args.processes]:.2f}")
-  print(f"simulator alone ({num_envs} copies per process, random actions): " +
+  print(f"simulator alone ({backend}, {num_envs} copies per process, random actions): " +
         ", ".join(f"{p} process(es) {s:.1f} s" for p, s in alone.items()) +
         f"; speedup {alone[1] / alone[args.processes]:.2f}")
   print("training after the first iteration: " + ", ".join(f"{p} process(es) {s:.1f} s"
                                                            for p, s in seconds.items()))
-  print(f"speedup: {seconds[1] / seconds[args.processes]:.2f}")
+  print(f"speedup: {seconds[1] / seconds[args.processes]:.2f} (of the simulator's own: "
+        f"{seconds[1] / seconds[args.processes] / (alone[1] / alone[args.processes]):.2f})")
 
 
 if __name__ == "__main__":
