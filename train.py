@@ -388,8 +388,16 @@ def evaluate(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=No
   """Runs the saved policy deterministically (the mode of π) for `episodes` episodes, in an
   environment reset with `seed`, recorded into the MP4 file `video` if given. A run trained on
   an env factory or with extra wrappers needs them again (`env`, `wrappers`). Returns the list
-  of undiscounted episode returns.
+  of undiscounted episode returns (`evaluate_episodes` gives their lengths and distances too).
   """
+  return [e["return"] for e in evaluate_episodes(run_dir, episodes, seed, video, env, wrappers)]
+
+
+def evaluate_episodes(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=None):
+  """`evaluate`'s episodes as {"return", "length", "distance"}: distance is the task's
+  `x_position` at the episode's end where its info reports one (Gymnasium's MuJoCo locomotion
+  tasks, whose robots start within their reset noise of x = 0: how far the robot moved
+  forward), else None."""
   if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
     raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
   if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
@@ -411,7 +419,11 @@ def evaluate(run_dir, episodes=10, seed=12345, video=None, env=None, wrappers=No
         a = policy_act(saved["params"], saved["stats"], sampling.as_input(obs))
         obs, _, _, _, info = env.step(envs.env_action(env.single_action_space, np.asarray(a)))
         if "_episode" in info and info["_episode"][0]:
-          returns.append(float(info["episode"]["r"][0]))
+          final = info.get("final_info", {})
+          returns.append({"return": float(info["episode"]["r"][0]),
+                          "length": int(info["episode"]["l"][0]),
+                          "distance": float(final["x_position"][0]) if "x_position" in final
+                          else None})
     finally:
       env.close()
     if video:
@@ -803,9 +815,12 @@ def run_command(args, callback=None):
                                             if k != "seed"]
     if extra:
       return fail(f"--eval takes only --episodes and --seed, not {extra[0]}")
-    returns = evaluate(args.eval, args.episodes or 10, given.get("seed", 12345), args.video)
-    for i, r in enumerate(returns):
-      print(f"episode {i + 1}: return {r:.2f}")
+    played = evaluate_episodes(args.eval, args.episodes or 10, given.get("seed", 12345),
+                               args.video)
+    returns = [e["return"] for e in played]
+    for i, e in enumerate(played):
+      moved = "" if e["distance"] is None else f", x_position at the end {e['distance']:.2f}"
+      print(f"episode {i + 1}: return {e['return']:.2f}, {e['length']} steps{moved}")
     print(f"mean_return: {np.mean(returns):.2f} ± {np.std(returns):.2f} (std over "
           f"{len(returns)} episodes)")
     return 0
