@@ -726,3 +726,23 @@ def test_mujoco_notes_about_gymnasiums_model_files_are_not_printed():
     venv = envs.make("HalfCheetah-v5")[0]
     venv.close()
   assert not [w for w in caught if "MuJoCo" in str(w.message)], caught
+
+
+def test_the_first_iterations_of_a_committed_run_replay():
+  # Bit-identical on the machine that made it; on another processor XLA's CPU kernels may round
+  # differently, so floats are compared to a relative 1e-4, which a rounding difference in the
+  # first iterations of CartPole stays far below and a change in the code does not.
+  committed = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "defaults",
+                           "CartPole-v1-seed0")
+  cfg = rundir.load_checkpoint(committed)[0]
+  with open(os.path.join(committed, "log.jsonl")) as f:
+    logged = [json.loads(line) for line in f][:3]
+  run = train.train("CartPole-v1", steps=3 * cfg["batch"], seed=0, log=lambda s: None)
+  assert {k: v for k, v in run["config"].items() if k not in ("steps", "backend")} == \
+      {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()
+       if k not in ("steps", "backend")}
+  for old, new in zip(logged, run["history"], strict=True):
+    for k in ("iteration", "steps", "episodes", "backtracks", "accepted"):
+      assert new[k] == old[k], (k, old[k], new[k])
+    for k in ("mean_return", "kl", "surrogate_improve", "entropy", "vf_loss"):
+      assert new[k] == pytest.approx(old[k], rel=1e-4), (k, old[k], new[k])
