@@ -535,12 +535,18 @@ def test_vine_workers_end_when_their_parent_is_killed(tmp_path):
     return bool(family)
   _signal_when(proc, ready, signal.SIGKILL)   # no handler, no shutdown
   assert len(family) >= 2                 # the forkserver and the workers
+  _assert_all_end(family)
+
+
+def _assert_all_end(pids):
+  """Waits up to 120 s (a guard against hanging, not a timing assertion) for every process of
+  pids to end."""
   deadline = time.monotonic() + 120
-  alive = family
+  alive = pids
   while alive and time.monotonic() < deadline:
     time.sleep(0.5)
-    alive = [p for p in family if _running(p)]
-  assert not alive, f"processes left running after the parent died: {alive}"
+    alive = [p for p in pids if _running(p)]
+  assert not alive, f"processes left running after their parent died: {alive}"
 
 
 def _running(pid):
@@ -743,12 +749,7 @@ def test_killing_the_launcher_leaves_no_process(tmp_path):
     family[:] = _children(proc.pid) if _logged(run)() else []
     return len(family) >= 2
   _signal_when(proc, ready, signal.SIGKILL)
-  deadline = time.monotonic() + 120
-  alive = family
-  while alive and time.monotonic() < deadline:
-    time.sleep(0.5)
-    alive = [p for p in family if _running(p)]
-  assert not alive, f"processes left running after the launcher died: {alive}"
+  _assert_all_end(family)
 
 
 def test_a_write_error_in_one_process_ends_them_all(tmp_path):
