@@ -186,6 +186,23 @@ def _row(head, line):
   return rf"(?m)^{re.escape(head)}.*(?:\n.+)*?\n({re.escape(line)}.*)"
 
 
+def _after(head, line, key):
+  """The number right after `key` in the row `_row(head, line)`, alone (its group): a quoted
+  number tied to its place in the row, so that two numbers of one row swapped in the text (a
+  score under another method's name) fail as a number from another row does."""
+  return rf"(?m)^{re.escape(head)}.*(?:\n.+)*?\n{re.escape(line)}.*?{re.escape(key)}:? (-?[\d,.]+)"
+
+
+def _score(game):
+  """A Table 1 game's single-path score alone (the number after "score" in its row)."""
+  return rf"(?m)^ALE/{game}-v5: .*\n(?:.*\n)*?  single_path: \$.*\n.*?score (-?[\d.]+)"
+
+
+def _paper(game):
+  """The paper's single-path score of a Table 1 game alone (its header line)."""
+  return rf"(?m)^ALE/{game}-v5: .*?paper \(500 iterations\): single path (-?[\d.]+)"
+
+
 def _block(head):
   """The whole block (lines up to a blank one) that starts with `head`: its last occurrence."""
   return rf"(?m)^{re.escape(head)}.*(?:\n.+)*"
@@ -264,6 +281,24 @@ QUOTES = [
      _block("$ python bench/learning.py")),
     (R, "against 3507, 3330, 3427 at 0.02", "Hopper-v5.txt", _block("$ python bench/learning.py")),
 ]
+_EQ = ("hopper_table2:", "  at equal steps")
+_SW = ("swimmer:", "  natural gradient sweep")
+QUOTES += [   # numbers tied to their place in the row: a swap within the row fails
+    (R, "single path 666.1, still", F42, _after(*_EQ, "single path")),
+    (R, "rising, vine 622.1", F42, _after(*_EQ, "vine")),
+    (R, "reach 118.8", F42, _after(*_EQ, "natural gradient 0.27")),
+    (R, "217.3 and", F42, _after(*_EQ, "natural gradient 0.81")),
+    (R, "and 256.3", F42, _after(*_EQ, "natural gradient 2.43")),
+    (R, "give 114", F4, _after(*_SW, "0.27")),
+    (R, "/ 45 ", F4, _after(*_SW, "0.81")),
+]
+QUOTES += [(R, f"{g} {n}", f"table1-{g}.txt", _score(g)) for g, n in (
+    ("Pong", "17.8"), ("Breakout", "11.5"), ("Qbert", "3822.4"), ("BeamRider", "742.7"),
+    ("Seaquest", "765.7"), ("SpaceInvaders", "431.2"), ("Enduro", "0.0"))]
+QUOTES += [(R, n, f"table1-{g}.txt", _paper(g)) for g, n in (
+    ("Pong", "(paper 20.9)"), ("Breakout", "(10.8)"), ("Qbert", "(1973.5)"),
+    ("BeamRider", "(1425.2)"), ("Seaquest", "(1908.6)"), ("SpaceInvaders", "(568.4)"),
+    ("Enduro", "(534.6)"))]
 QUOTES += [(R, f"{g} {n}", f"table1-{g}.txt", _t1(g, "single_path")) for g, n in (
     ("Pong", "17.8 (paper 20.9)"), ("Breakout", "11.5 (10.8)"), ("Qbert", "3822.4 (1973.5)"),
     ("BeamRider", "742.7 (1425.2)"), ("Seaquest", "765.7 (1908.6)"),
@@ -573,6 +608,20 @@ def test_the_figure4_summary_is_quoted_whole():
   with open(os.path.join(ROOT, "results", F4), encoding="utf-8") as f:
     summary = f.read().strip()
   assert f"```\n{summary}\n```" in _doc(D)
+
+
+@pytest.mark.parametrize("swapped, name, pattern", [
+    ("single path 622.1, still", F42, _after(*_EQ, "single path")),
+    ("reach 256.3", F42, _after(*_EQ, "natural gradient 0.27")),
+    ("give 45", F4, _after(*_SW, "0.27")),
+    ("Pong 20.9", "table1-Pong.txt", _score("Pong")),
+    ("(paper 17.8)", "table1-Pong.txt", _paper("Pong"))])
+def test_numbers_swapped_within_their_row_fail(swapped, name, pattern):
+  # A reviewer's swaps, each consistent in the text and in a row-level tie: "single path 622.1
+  # ... vine 666.1", "reach 256.3, 217.3 and 118.8", "Swimmer 0.27 / 0.81 give 45 / 114",
+  # "Pong 20.9 (paper 17.8)". Tied to its place, each number fails.
+  with pytest.raises(AssertionError):
+    _check_tied(swapped, name, pattern)
 
 
 def test_a_number_from_another_row_fails():
