@@ -8,7 +8,7 @@ machine scale bench/figure4.py swept natural gradient's step in factors of three
 (figure4.TASKS: cart-pole 50k steps, Hopper 300k), on three seeds, so that the two sweeps can
 be read side by side. A run is `python train.py --env ENV --seed S --steps N --delta D FLAGS
 --out runs/delta_sweep/TASK/deltaD-seedS`; one whose log reaches its budget is not run again.
-Writes results/delta_sweep.txt: per task and δ the final return (as figure4.py scores it: the
+Keeps each run's checkpoint and log in results/delta_sweep/. Writes results/delta_sweep.txt: per task and δ the final return (as figure4.py scores it: the
 mean return of the iterations that end in the last 10% of the budget) of each seed, their mean
 and standard deviation, and natural gradient's sweep from results/figure4.txt beside it.
 """
@@ -21,7 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import figure4  # noqa: E402
 from defaults import provenance  # noqa: E402
-from learning import ROOT, read_log, run_commands  # noqa: E402
+from learning import ROOT, copy_run, read_log, run_commands  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
@@ -57,7 +57,9 @@ def main():
                        [sys.executable, os.path.join(ROOT, "train.py"), "--env", t["env"],
                         "--seed", str(seed), "--steps", str(t["steps"]), "--delta",
                         str(delta), "--out", d, "--overwrite"] + flags, d))
-  run_commands(todo, args.jobs)
+  # Each finished run's checkpoint and log are kept in results/delta_sweep/TASK/RUN (committed).
+  run_commands(todo, args.jobs, lambda d: copy_run(d, d.replace(
+      os.path.join(ROOT, "runs"), os.path.join(ROOT, "results"))))
   with open(os.path.join(ROOT, "results", "figure4.txt")) as f:
     ng = {block.split(":")[0]: line.strip() for block in f.read().split("\n\n")
           for line in block.splitlines() if "natural gradient sweep" in line}
