@@ -190,7 +190,7 @@ def _after(head, line, key):
   """The number right after `key` in the row `_row(head, line)`, alone (its group): a quoted
   number tied to its place in the row, so that two numbers of one row swapped in the text (a
   score under another method's name) fail as a number from another row does."""
-  return rf"(?m)^{re.escape(head)}.*(?:\n.+)*?\n{re.escape(line)}.*?{re.escape(key)}:? (-?[\d,.]+)"
+  return rf"(?m)^{re.escape(head)}.*(?:\n.+)*?\n{re.escape(line)}.*?({re.escape(key)}:? -?[\d,.]+)"
 
 
 def _score(game):
@@ -238,8 +238,7 @@ QUOTES = [
     (R, "CEM 319.3", "figure4-table2-eval.txt", _row("swimmer_table2:", "  cem ")),
     (R, "vine 66.6", "figure4-table2-eval.txt", _row("swimmer_table2:", "  vine ")),
     (R, "single path 54.0", "figure4-table2-eval.txt", _row("swimmer_table2:", "  single_path ")),
-    (R, "fixed steps 0.27, 0.81 and 2.43 reach 118.8, 217.3 and 256.3", F42,
-     _row("hopper_table2:", "  at equal steps")),
+
     (R, "against single path's 666.1 and vine's 622.1", F42,
      _row("hopper_table2:", "  at equal steps")),
     (D, "step 0.27 reaches 118.8, step\n0.81 reaches 217.3 and step 2.43 reaches 256.3 (20 updates "
@@ -293,9 +292,18 @@ _SW = ("swimmer:", "  natural gradient sweep")
 QUOTES += [   # numbers tied to their place in the row: a swap within the row fails
     (R, "single path 666.1, still", F42, _after(*_EQ, "single path")),
     (R, "rising, vine 622.1", F42, _after(*_EQ, "vine")),
-    (R, "reach 118.8", F42, _after(*_EQ, "natural gradient 0.27")),
-    (R, "217.3 and", F42, _after(*_EQ, "natural gradient 0.81")),
-    (R, "and 256.3", F42, _after(*_EQ, "natural gradient 2.43")),
+    (R, "step 0.27 reaches 118.8", F42, _after(*_EQ, "natural gradient 0.27")),
+    (R, "0.81 reaches 217.3", F42, _after(*_EQ, "natural gradient 0.81")),
+    (R, "2.43 reaches 256.3", F42, _after(*_EQ, "natural gradient 2.43")),
+    (R, "7.29 reaches 995.8", F42, _after(*_EQ, "natural gradient 7.29")),
+    (R, "stands for the full 1,000 steps and moves 0.17 m", "forward-progress.txt",
+     _line("Hopper Table 2 natural gradient 7.29")),
+    (R, "fall after 42 to 130 steps having moved 0.22 to 1.64 m", "forward-progress.txt",
+     r"(?m)^Hopper Table 2 natural gradient 0\.27 .*\n.*\n.*"),
+    (R, "single path hops 5.29 m", "forward-progress.txt", _line("Hopper Table 2 single path")),
+    (R, "slides from 0.7140 to 0.0008", "ng-kl-hopper.txt",
+     _line("natural_gradient-step7.29-seed0")),
+    (R, "stays near 0.0088", "ng-kl-hopper.txt", _line("single_path-seed0")),
     (R, "give 114", F4, _after(*_SW, "0.27")),
     (R, "/ 45 ", F4, _after(*_SW, "0.81")),
 ]
@@ -382,6 +390,17 @@ QUOTES += [
     (D, "on cart-pole steps 0.81 / 2.43 /\n  7.29 give 960 / 1000 / 4", F4,
      _row("cartpole:", "  natural gradient sweep")),
     (D, "on Swimmer 0.27 / 0.81 give 114 / 45", F4, _row("swimmer:", "  natural gradient sweep")),
+    (D, "reaches 995.8, the highest", F42, _after(*_EQ, "natural gradient 7.29")),
+    (D, "balances for the full 1,000\nsteps and moves 0.17 m", "forward-progress.txt",
+     _line("Hopper Table 2 natural gradient 7.29")),
+    (D, "fall after\n42 to 130 steps having moved 0.22 to 1.64 m", "forward-progress.txt",
+     r"(?m)^Hopper Table 2 natural gradient 0\.27 .*\n.*\n.*"),
+    (D, "hops 5.29 m in 327 steps", "forward-progress.txt", _line("Hopper Table 2 single path")),
+    (D, "vine 3.59 m", "forward-progress.txt", _line("Hopper Table 2 vine")),
+    (D, "from 0.7140 at its first update to 0.0008 at its last", "ng-kl-hopper.txt",
+     _line("natural_gradient-step7.29-seed0")),
+    (D, "2.43 from 0.0756 to 0.0028", "ng-kl-hopper.txt", _line("natural_gradient-step2.43-seed0")),
+    (D, "median 0.0088", "ng-kl-hopper.txt", _line("single_path-seed0")),
     (D, "move 5.23, 11.75 and 8.52 m forward", "forward-progress.txt",
      r"(?m)^Hopper 300k single path seed 0 .*\n.*\n.*"),
     (D, "cart-pole the means are 931.1 / 985.9 /\n  1000.0 / 849.3", "delta_sweep.txt",
@@ -630,7 +649,7 @@ def test_the_figure4_summary_is_quoted_whole():
 
 @pytest.mark.parametrize("swapped, name, pattern", [
     ("single path 622.1, still", F42, _after(*_EQ, "single path")),
-    ("reach 256.3", F42, _after(*_EQ, "natural gradient 0.27")),
+    ("0.27 reaches 256.3", F42, _after(*_EQ, "natural gradient 0.27")),
     ("give 45", F4, _after(*_SW, "0.27")),
     ("Pong 20.9", "table1-Pong.txt", _score("Pong")),
     ("(paper 17.8)", "table1-Pong.txt", _paper("Pong"))])
