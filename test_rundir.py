@@ -344,7 +344,9 @@ def test_conflicting_and_ignored_flags(saved_run, tmp_path, capsys):
   assert rundir.load_checkpoint(str(run))[0]["delta"] == 0.02
   seeded = lambda s: train.evaluate(str(run), episodes=3, seed=s)
   code, out, _ = _cli(capsys, "--eval", run, "--episodes", "3", "--seed", "5")
-  assert [float(line.split()[-1]) for line in out[:3]] == seeded(5) != seeded(12345)
+  # "episode 1: return R, L steps": the returns as evaluate gives them, from --seed
+  assert [float(re.search(r"return (-?[\d.]+),", line)[1]) for line in out[:3]] == \
+      [round(r, 2) for r in seeded(5)] != [round(r, 2) for r in seeded(12345)]
 
 
 @pytest.mark.parametrize("argv, message", [
