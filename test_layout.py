@@ -288,6 +288,9 @@ QUOTES = [
     (R, "against 3507, 3330, 3427 at 0.02", "Hopper-v5.txt", _block("$ python bench/learning.py")),
 ]
 _EQ = ("hopper_table2:", "  at equal steps")
+_FWD, _KL = "forward-progress.txt", "ng-kl-hopper.txt"
+_NG729 = _line("Hopper Table 2 natural gradient 7.29")       # its distance and episode length
+_NG_FALL = r"(?m)^Hopper Table 2 natural gradient 0\.27 .*\n.*\n.*"   # steps 0.27, 0.81, 2.43
 _SW = ("swimmer:", "  natural gradient sweep")
 QUOTES += [   # numbers tied to their place in the row: a swap within the row fails
     (R, "single path 666.1, still", F42, _after(*_EQ, "single path")),
@@ -296,14 +299,11 @@ QUOTES += [   # numbers tied to their place in the row: a swap within the row fa
     (R, "0.81 reaches 217.3", F42, _after(*_EQ, "natural gradient 0.81")),
     (R, "2.43 reaches 256.3", F42, _after(*_EQ, "natural gradient 2.43")),
     (R, "7.29 reaches 995.8", F42, _after(*_EQ, "natural gradient 7.29")),
-    (R, "stands for the full 1,000 steps and moves 0.17 m", "forward-progress.txt",
-     _line("Hopper Table 2 natural gradient 7.29")),
-    (R, "fall after 42 to 130 steps having moved 0.22 to 1.64 m", "forward-progress.txt",
-     r"(?m)^Hopper Table 2 natural gradient 0\.27 .*\n.*\n.*"),
-    (R, "single path hops 5.29 m", "forward-progress.txt", _line("Hopper Table 2 single path")),
-    (R, "slides from 0.7140 to 0.0008", "ng-kl-hopper.txt",
-     _line("natural_gradient-step7.29-seed0")),
-    (R, "stays near 0.0088", "ng-kl-hopper.txt", _line("single_path-seed0")),
+    (R, "stands for the full 1,000 steps and moves 0.17 m", _FWD, _NG729),
+    (R, "fall after 42 to 130 steps having moved 0.22 to 1.64 m", _FWD, _NG_FALL),
+    (R, "single path hops 5.29 m", _FWD, _line("Hopper Table 2 single path")),
+    (R, "slides from 0.7140 to 0.0008", _KL, _line("natural_gradient-step7.29-seed0")),
+    (R, "stays near 0.0088", _KL, _line("single_path-seed0")),
     (R, "give 114", F4, _after(*_SW, "0.27")),
     (R, "/ 45 ", F4, _after(*_SW, "0.81")),
 ]
@@ -391,12 +391,10 @@ QUOTES += [
      _row("cartpole:", "  natural gradient sweep")),
     (D, "on Swimmer 0.27 / 0.81 give 114 / 45", F4, _row("swimmer:", "  natural gradient sweep")),
     (D, "reaches 995.8, the highest", F42, _after(*_EQ, "natural gradient 7.29")),
-    (D, "balances for the full 1,000\nsteps and moves 0.17 m", "forward-progress.txt",
-     _line("Hopper Table 2 natural gradient 7.29")),
-    (D, "fall after\n42 to 130 steps having moved 0.22 to 1.64 m", "forward-progress.txt",
-     r"(?m)^Hopper Table 2 natural gradient 0\.27 .*\n.*\n.*"),
-    (D, "hops 5.29 m in 327 steps", "forward-progress.txt", _line("Hopper Table 2 single path")),
-    (D, "vine 3.59 m", "forward-progress.txt", _line("Hopper Table 2 vine")),
+    (D, "balances for the full 1,000\nsteps and moves 0.17 m", _FWD, _NG729),
+    (D, "fall after\n42 to 130 steps having moved 0.22 to 1.64 m", _FWD, _NG_FALL),
+    (D, "hops 5.29 m in 327 steps", _FWD, _line("Hopper Table 2 single path")),
+    (D, "vine 3.59 m", _FWD, _line("Hopper Table 2 vine")),
     (D, "from 0.7140 at its first update to 0.0008 at its last", "ng-kl-hopper.txt",
      _line("natural_gradient-step7.29-seed0")),
     (D, "2.43 from 0.0756 to 0.0028", "ng-kl-hopper.txt", _line("natural_gradient-step2.43-seed0")),
@@ -496,6 +494,7 @@ QUOTES += [
     (R, "about half (2550.8)", "defaults.txt", _line("Ant-v5:")),
     (R, "reached about 364", "defaults-tuning.txt", _line("Swimmer-v5: `python")),
     (R, "Pendulum's −117", "defaults-tuning.txt", _line("Pendulum-v1: `python")),
+    (R, "Ant, at 2356.9 there", "defaults-tuning.txt", _line("Ant-v5: `python")),
     (D, "batch 2,048 gave 3437.8", _TUNE, _line("Walker2d-v5 --batch 2048:")),
     (D, "with it 2741.0", _TUNE, _line("Walker2d-v5 --delta 0.04 --batch 2048:")),
     (D, "seed 0 reaches 393.9", "zoo-peer.txt", _line("Ant-v5 seed 0:")),
