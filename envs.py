@@ -191,6 +191,14 @@ def close(env, at_once=False):
     env.close(**({"terminate": True} if at_once and isinstance(env, gym.vector.VectorEnv) else {}))
 
 
+def envpool_refusal(env_id, env_kwargs=None, wrappers=(), fire_reset=False, video=None):
+  """Why EnvPool cannot step these environments as Gymnasium would, or "" if it can: it serves
+  the MuJoCo ids of `pool.IDS` without env_kwargs, wrappers, FIRE resets or video."""
+  if wrappers or fire_reset or video:
+    return "EnvPool takes no wrappers, fire_reset or video"
+  return pool.serves(env_id, env_kwargs)
+
+
 def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwargs=None,
          wrappers=(), fire_reset=False, backend="gymnasium", threads=None):
   """A vector environment of `num_envs` copies of `env_fn(env_id, env_kwargs, wrappers,
@@ -209,8 +217,7 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwarg
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
   check_num_envs(num_envs)
   if backend == "envpool":
-    why = pool.serves(env_id, env_kwargs) or (
-        (wrappers or fire_reset or video) and "EnvPool takes no wrappers, fire_reset or video")
+    why = envpool_refusal(env_id, env_kwargs, wrappers, fire_reset, video)
     if why:
       raise ValueError(f"backend 'envpool' cannot serve this run: {why}; use backend "
                        "'gymnasium'")
@@ -241,19 +248,23 @@ def make(env_id, num_envs=1, seed=0, vectorization="auto", video=None, env_kwarg
   envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
   obs, _ = envs.reset(seed=seed)
   envs.action_space.seed(seed)
-  if video:   # one recording from the first step until close, as <name>-step-0.mp4
-    try:
-      _made(env_id, envs.render, "; recording needs its renderer (classic control: pygame, "
-            "in the [video] extra)")
-    except ValueError:
-      envs.close()
-      raise
-    folder, name = os.path.split(os.path.abspath(video))
-    with warnings.catch_warnings():   # that the last frame of an episode is not recorded
-      warnings.filterwarnings("ignore", message=".*autoreset mode is same-step")
-      envs = gym.wrappers.vector.RecordVideo(envs, folder, step_trigger=lambda t: t == 0,
-                                             video_length=10**9, name_prefix=name[:-4])
-  return envs, obs
+  return (_recorded(envs, env_id, video) if video else envs), obs
+
+
+def _recorded(envs, env_id, video):
+  """envs recorded by Gymnasium's RecordVideo from the first step until close, into the file
+  `video` (written as <name>-step-0.mp4 beside it, then renamed by the caller)."""
+  try:
+    _made(env_id, envs.render, "; recording needs its renderer (classic control: pygame, "
+          "in the [video] extra)")
+  except ValueError:
+    envs.close()
+    raise
+  folder, name = os.path.split(os.path.abspath(video))
+  with warnings.catch_warnings():   # that the last frame of an episode is not recorded
+    warnings.filterwarnings("ignore", message=".*autoreset mode is same-step")
+    return gym.wrappers.vector.RecordVideo(envs, folder, step_trigger=lambda t: t == 0,
+                                           video_length=10**9, name_prefix=name[:-4])
 
 
 def action_kind(space):

@@ -108,7 +108,6 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
       raise ValueError(f"the environment failed at step {t + 1} of this iteration: "
                        f"{type(e).__name__}: {e}") from e
     obsnorm.check_obs(obs, f"in environment {{row}} at step {t + 1} of this iteration's {T}")
-    check_rewards(r, f"at step {t + 1} of this iteration's {T}")
     rewards[t], terminated[t], truncated[t] = r, term, trunc
     if "_episode" in info:
       for e in np.flatnonzero(info["_episode"]):
@@ -117,6 +116,10 @@ def single_path(envs, obs, policy, params, stats, key, n_steps):
       for e in np.flatnonzero(info["_final_obs"] & trunc & ~term):
         final_obs.append((t, int(e), as_input(info["final_obs"][e])))
     obs = as_input(obs)
+  # Once for the whole rollout: no reward enters an estimate before the rollout ends.
+  bad = np.flatnonzero(~np.isfinite(rewards).all(1))
+  if bad.size:
+    check_rewards(rewards[bad[0]], f"at step {bad[0] + 1} of this iteration's {T}")
   rollout = dict(buf, actions=np.stack(actions), rewards=rewards, terminated=terminated,
                  truncated=truncated, final_obs=final_obs)
   return rollout, obs, episodes

@@ -35,7 +35,6 @@ import baselines
 import envs
 import obsnorm
 import parallel
-import pool
 import rundir
 import sampling
 import trpo
@@ -612,9 +611,7 @@ def envpool_refusal(cfg):
   wrappers or FIRE resets; vine and the parameter searches restore or run single environments."""
   if cfg["method"] == "vine" or cfg["method"] in baselines.SEARCH:
     return f"method {cfg['method']!r} steps single Gymnasium environments"
-  if cfg["wrappers"] or cfg["fire_reset"]:
-    return "EnvPool takes no wrappers or fire_reset"
-  return pool.serves(cfg["env"], cfg["env_kwargs"])
+  return envs.envpool_refusal(cfg["env"], cfg["env_kwargs"], cfg["wrappers"], cfg["fire_reset"])
 
 
 def make_config(given, out, resume, note=print):

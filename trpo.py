@@ -241,8 +241,9 @@ def update(params, batch, policy, key, *, delta=DELTA, damping=DAMPING, cg_iters
 
 
 def prepare(params, batch, policy):
-  """(batch, L(θ_old), g = ∇L(θ_old), finite): the batch with µ_old and (single path) log q
-  filled in, and whether batch and params are finite (`_masked`).
+  """Step (1) of Appendix C: (batch, L(θ_old), g = ∇L(θ_old), finite), L the surrogate of
+  Eq. (14)-(16); the batch with µ_old and (single path) log q filled in, and whether batch and
+  params are finite (`_masked`).
 
   One forward pass over the batch gives both µ_old and g: g = Jᵀ ∂L/∂µ, the pullback of the
   same linearisation (L depends on θ only through µ = µ_θ(sₙ)), where differentiating

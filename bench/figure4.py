@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from defaults import provenance  # noqa: E402
 from learning import ROOT, copy_run, read_log as _read_log, run_commands  # noqa: E402
 
 sys.path.insert(0, ROOT)
@@ -325,6 +326,7 @@ def _summarize(stem, tasks, wall):
       w.writerows(rows or [[r[k] for k in fields] for r in old_rows if r["task"] == task])
   os.replace(csv_path + ".tmp", csv_path)
   lines = ["$ python bench/figure4.py --tasks " + " ".join(stem_tasks),
+           f"# summarised at {provenance()}; each run's own code is its commit's when it ran",
            "final return = mean of a run's iterations' mean returns over the iterations that end "
            f"at or after {1 - TAIL:.0%} of its budget; mean ± std over seeds (runs complete / "
            "planned)"]

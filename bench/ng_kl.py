@@ -13,6 +13,10 @@ matplotlib).
 import json
 import os
 import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from defaults import provenance  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "results", "figure4-table2", "hopper_table2")
@@ -30,7 +34,7 @@ def logs():
 
 def main():
   runs = logs()
-  lines = ["$ python bench/ng_kl.py",
+  lines = ["$ python bench/ng_kl.py", f"# {provenance()} (it reads the committed logs)",
            "KL(old ‖ new) of each update, Hopper-v5 at Table 2's settings (1M steps an update)"]
   for name, kls in runs.items():
     last = [kl for _, kl in kls[-10:]]

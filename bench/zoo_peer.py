@@ -19,9 +19,13 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import gymnasium as gym
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from defaults import provenance  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO = {"n_steps": 1024, "batch_size": 128, "gamma": 0.99, "gae_lambda": 0.95,
@@ -68,7 +72,7 @@ def main():
           f"{statistics.pstdev(returns):.1f}")
   with open(os.path.join(ROOT, "results", "zoo-peer.txt"), "a") as f:
     f.write(f"$ python bench/zoo_peer.py --env {args.env} --seed {args.seed} --steps "
-            f"{args.steps} --episodes {args.episodes}\n{line}\n")
+            f"{args.steps} --episodes {args.episodes}\n# {provenance()}\n{line}\n")
   print(line)
   if args.json:
     print(json.dumps({"seconds": seconds, "returns": returns}))
