@@ -323,7 +323,8 @@ def reps_iteration(cfg, run, state, obs, keys):
   T = max(1, cfg["batch"] // cfg["num_envs"])
   roll, obs, episodes = sampling.single_path(run["env"], obs, run["policy"], params, stats,
                                              k_roll, T)
-  b = sampling.policy_batch(roll, np.zeros_like(roll["rewards"]), stats)
+  b = sampling.policy_batch(sampling.flatten(roll["obs"]), sampling.flatten(roll["actions"]),
+                            np.zeros(roll["rewards"].size, np.float32), stats)
   after, init_obs = reps_successors(roll, obs)
   n = b["obs"].shape[0]
   next_obs = obsnorm.normalize(stats, jnp.asarray(after)).reshape(b["obs"].shape)

@@ -1,13 +1,16 @@
 """Data-parallel training over processes and hosts, with JAX's own distributed runtime.
 
-Each process samples its own environments (seeded apart); the update runs on the global batch.
-`global_batch` makes the processes' samples one `jax.Array`, sharded along the batch axis over
-one device per process, so the jit-compiled update (`trpo.step`, `value.value_fit`) takes its
-means — the gradient, the Fisher-vector products, the line search's surrogate and KL, the value
-loss — over every process's samples, with XLA's collectives (gloo on the CPU). What is computed
-outside jit and must be global (the advantages' standardisation, the observation statistics,
-the episodes of the log) goes through `gather`. With one process every function here is the
-identity, so a single-process run is exactly what it was.
+Each process samples its own environments (seeded apart); every process then takes the update
+on the batch of all processes. `gather` brings every process's samples to every process in one
+collective (XLA's all-gather; gloo on the CPU), and each process computes the same policy step
+(`trpo.step`) and value fit (`value.value_fit`) on that whole batch: what one process would
+compute on the concatenated batch. The alternative, the update on a batch sharded over the
+processes, needs a collective for the gradient, every Fisher-vector product of conjugate
+gradient and every candidate of the line search, and those cost far more than the small networks
+of the MuJoCo tasks. `from_process_0` then gives every process process 0's result, so that
+hosts whose processors round differently cannot drift apart. The episodes of the log go
+through `gather_list`. With one process every function here is the identity, so a
+single-process run is exactly what it was.
 
     python train.py --processes 2 ...                        # N processes on this machine
     python train.py --coordinator HOST:PORT --num-processes N --process-id I ...   # per host
@@ -15,6 +18,7 @@ identity, so a single-process run is exactly what it was.
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import socket
@@ -26,6 +30,7 @@ import time
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 # Seconds processes wait for each other to join (JAX's own default).
@@ -77,25 +82,49 @@ def initialize(coordinator, num_processes, process_id, timeout=TIMEOUT):
   joined.set()
 
 
-def gather(x):
-  """x [n, ...] of every process → [Σn, ...], concatenated in process order, on every process.
-  All processes must call it (it is a collective)."""
+@functools.lru_cache(maxsize=1)
+def _all_gather():
+  """(the sharding of an array split over the processes, the identity that returns it
+  replicated on every process: XLA's all-gather), made once, after `initialize`, so that each
+  shape compiles once."""
+  mesh = Mesh(np.array(jax.devices()), ("processes",))
+  return (NamedSharding(mesh, PartitionSpec("processes")),
+          jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, PartitionSpec())))
+
+
+def gather(tree):
+  """Every leaf [n, ...] (n the same on every process) → [N·n, ...] on every process as numpy,
+  the processes' rows concatenated in process order. All processes must call it."""
   if jax.process_count() == 1:
-    return np.asarray(x)
-  x = np.asarray(x)
-  sizes = multihost_utils.process_allgather(np.int64(len(x)))
-  padded = np.concatenate([x, np.zeros((int(sizes.max()) - len(x),) + x.shape[1:], x.dtype)])
-  parts = multihost_utils.process_allgather(padded)
-  return np.concatenate([p[:n] for p, n in zip(parts, sizes)])
+    return jax.tree_util.tree_map(np.asarray, tree)
+  leaves, treedef = jax.tree_util.tree_flatten(jax.tree_util.tree_map(np.ascontiguousarray, tree))
+  n = len(leaves[0])
+  # The leaves side by side as one array of bytes, a row per sample: one collective, where a
+  # collective per leaf would cost as much again for each.
+  rows = np.concatenate([x.reshape(n, -1).view(np.uint8) for x in leaves], axis=1)
+  split, replicate = _all_gather()
+  whole = np.asarray(replicate(jax.make_array_from_process_local_data(split, rows))
+                     .addressable_data(0))
+  out, start = [], 0
+  for x in leaves:
+    width = x.nbytes // n
+    out.append(np.ascontiguousarray(whole[:, start:start + width]).view(x.dtype)
+               .reshape((-1,) + x.shape[1:]))
+    start += width
+  return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def gather_list(items):
-  """The items (tuples of numbers, e.g. (return, length) of episodes) of every process, in
-  process order; this process's list itself when there is one process."""
+  """The items (tuples of numbers, e.g. (return, length) of episodes; as many as each process
+  has) of every process, in process order; this process's list itself when there is one."""
   if jax.process_count() == 1:
     return items
-  return [tuple(x) for x in gather(np.reshape(np.asarray(items, np.float64), (len(items), -1))
-                                   if items else np.zeros((0, 2)))]
+  rows = np.reshape(np.asarray(items, np.float64), (len(items), -1)) if items else \
+      np.zeros((0, 2))
+  sizes = multihost_utils.process_allgather(np.int64(len(rows)))
+  padded = np.concatenate([rows, np.zeros((int(sizes.max()) - len(rows), rows.shape[1]))])
+  parts = multihost_utils.process_allgather(padded)
+  return [tuple(x) for p, n in zip(parts, sizes) for x in p[:n]]
 
 
 def any_process(flag):
@@ -105,23 +134,15 @@ def any_process(flag):
   return bool(multihost_utils.process_allgather(np.int32(bool(flag))).any())
 
 
-def global_batch(tree):
-  """Every leaf [n, ...] (n equal on all processes) → one array [N·n, ...] sharded over the
-  processes, process p's rows at p·n (the concatenation of the processes' batches)."""
+def from_process_0(tree):
+  """Process 0's `tree` (of float arrays) on every process (a collective: all must call it).
+  Every process computes the same update from the same batch; on one machine the copies are
+  equal already, but processors of different hosts may round differently."""
   if jax.process_count() == 1:
     return tree
-  sharding = NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), PartitionSpec("batch"))
-  return jax.tree_util.tree_map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
-
-
-def local(tree):
-  """The replicated result of a computation on global arrays as this process's numpy copy
-  (what the sampler and the next update take)."""
-  if jax.process_count() == 1:
-    return tree
-  return jax.tree_util.tree_map(
-      lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
+  # As one vector: one collective, where a collective per leaf would cost as much for each.
+  flat, unravel = ravel_pytree(tree)
+  return unravel(multihost_utils.broadcast_one_to_all(np.asarray(flat)))
 
 
 def local_cores(i, processes):

@@ -169,17 +169,15 @@ def flatten(x):
   return x.reshape((-1,) + x.shape[2:])
 
 
-def policy_batch(rollout, adv, stats, adv_all=None):
-  """The single-path batch of `trpo.step` (Section 5.1) from a rollout and its advantages
-  [T, E]: {"obs" (normalised), "actions", "adv" (standardised by the mean and standard
-  deviation of adv_all, all processes' advantages, default adv)}, each [T·E, ...]."""
-  adv = flatten(adv)
-  adv_all = adv if adv_all is None else adv_all
+def policy_batch(obs, actions, adv, stats):
+  """The single-path batch of `trpo.step` (Section 5.1) from the samples obs, actions and their
+  advantages adv, each [N, ...] (a rollout's [T, E, ...] `flatten`ed): {"obs" (normalised),
+  "actions", "adv" (standardised)}."""
   # Standardising Â only rescales the surrogate (β is fixed by δ, not by |g|) and centring
   # acts as a constant baseline, which leaves the expected gradient unchanged (Section 5).
-  adv = (adv - adv_all.mean()) / (adv_all.std() + 1e-8)
-  return {"obs": obsnorm.normalize(stats, jnp.asarray(flatten(rollout["obs"]))),
-          "actions": jnp.asarray(flatten(rollout["actions"])), "adv": jnp.asarray(adv)}
+  adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+  return {"obs": obsnorm.normalize(stats, jnp.asarray(obs)), "actions": jnp.asarray(actions),
+          "adv": jnp.asarray(adv)}
 
 
 def gae_advantages(rollout, next_obs, value, gamma, lam):

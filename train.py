@@ -153,25 +153,24 @@ def single_path_iteration(cfg, run, state, obs, keys):
   k_roll, k_step, k_vf = keys
   if jax.process_count() > 1:              # each process draws its own actions
     k_roll = jax.random.fold_in(k_roll, jax.process_index())
-  params, vparams = parallel.local((state["params"], state["vparams"]))
-  stats, v_apply = state["stats"], run["value"][1]
+  params, vparams, stats = state["params"], state["vparams"], state["stats"]
   T = max(1, cfg["batch"] // cfg["num_envs"] // jax.process_count())
   roll, obs, episodes = sampling.single_path(run["env"], obs, run["policy"], params, stats,
                                              k_roll, T)
-  adv, targets = sampling.advantages(roll, obs, value.predictor(vparams, stats, v_apply),
+  adv, targets = sampling.advantages(roll, obs, value.predictor(vparams, stats, run["value"][1]),
                                      cfg["estimator"], cfg["gamma"], cfg["lam"])
-  batch = sampling.policy_batch(roll, adv, stats, parallel.gather(sampling.flatten(adv)))
-  params, info = parallel.local(run["update"](params, parallel.global_batch(batch),
-                                              run["policy"], k_step))
-  # V is fitted by every process to all processes' samples, gathered once: its minibatches
-  # would otherwise gather rows across processes at every Adam step.
-  flat_obs = parallel.gather(sampling.flatten(roll["obs"]))
-  vparams, vf_loss = value.refit(
-      vparams, stats, flat_obs, None if targets is None else
-      parallel.gather(sampling.flatten(targets)), k_vf, apply=v_apply, epochs=cfg["vf_epochs"],
-      lr=cfg["vf_lr"])
+  # Every process's samples, on every process (one collective; the identity with one process).
+  every = parallel.gather({"obs": sampling.flatten(roll["obs"]),
+                           "actions": sampling.flatten(roll["actions"]),
+                           "adv": sampling.flatten(adv),
+                           **({} if targets is None else {"targets": sampling.flatten(targets)})})
+  batch = sampling.policy_batch(every["obs"], every["actions"], every["adv"], stats)
+  params, info = run["update"](params, batch, run["policy"], k_step)
+  vparams, vf_loss = value.refit(vparams, stats, every["obs"], every.get("targets"), k_vf,
+                                 apply=run["value"][1], epochs=cfg["vf_epochs"], lr=cfg["vf_lr"])
   if stats is not None:
-    stats = obsnorm.obs_stats_update(stats, flat_obs)
+    stats = obsnorm.obs_stats_update(stats, every["obs"])
+  params, vparams = parallel.from_process_0((params, vparams))
   return {"params": params, "vparams": vparams, "stats": stats, "info": info,
           "episodes": parallel.gather_list(episodes), "vf_loss": vf_loss,
           "steps": T * cfg["num_envs"] * jax.process_count()}, obs

@@ -56,7 +56,8 @@ def main():
   stats = obsnorm.obs_stats_update(obsnorm.obs_stats_init(shape), sampling.flatten(roll["obs"]))
   adv, _ = sampling.advantages(roll, obs, lambda o: np.zeros(len(o), np.float32), "gae", 0.99,
                                0.95)
-  batch = sampling.policy_batch(roll, adv, stats)
+  batch = sampling.policy_batch(sampling.flatten(roll["obs"]), sampling.flatten(roll["actions"]),
+                                 sampling.flatten(adv), stats)
   n_actions = int(venv.single_action_space.n)
   variants = {"lax": policies.categorical_policy(lax_cnn(n_actions)), "conv": policy}
   times, steps = {}, {}

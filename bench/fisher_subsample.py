@@ -58,7 +58,8 @@ def main():
                                         jax.random.PRNGKey(100 + i),
                                         cfg["batch"] // cfg["num_envs"])
     adv, _ = sampling.advantages(roll, obs, predict, cfg["estimator"], cfg["gamma"], cfg["lam"])
-    batch = sampling.policy_batch(roll, adv, stats)
+    batch = sampling.policy_batch(sampling.flatten(roll["obs"]),
+                                   sampling.flatten(roll["actions"]), sampling.flatten(adv), stats)
     for f in FRACTIONS:
       _, info = trpo.step(params, batch, policy, jax.random.PRNGKey(i), delta=cfg["delta"],
                           subsample=f)
