@@ -1,16 +1,20 @@
-"""Where a training iteration's time goes, phase by phase, measured in one run.
+"""Where a training iteration's time goes, phase by phase, measured in one run (Atari by default;
+any task with --env).
 
 Trains with `train.train` (the given env's defaults) for --steps, with a timer around each phase
 of `train.single_path_iteration` (each waits for its result): sampling (`sampling.single_path`;
-of it, the policy's calls), advantages, the policy batch (normalisation), `trpo.step`, the value
-refit and the observation statistics. The first iteration (compilation) is left out. Then steps
-the same vector environment with random actions for as many steps. Prints seconds per
-iteration for each phase and, last, `train/env-only: X` as `bench/train_speed.py` does.
+of it, the policy's calls and the environments' steps), advantages, the policy batch
+(normalisation), `trpo.step`, the value refit and the observation statistics. The first
+iteration (compilation) is left out. Then steps the same vector environment (the run's
+backend) with random actions for as many steps. Prints seconds per iteration for each phase
+and, last, `train/env-only: X` as `bench/train_speed.py` does. The first line names the
+commit and the processor.
 
 With `--processes N` the same runs as N data-parallel processes (`parallel.launch`, each on its
-own cores) and process 0 reports: its share of the sampling, the gathers (`parallel.gather`,
-where a process that has sampled its share waits for the others), the spread of its sampling
-time over the iterations, and random actions for its share of the steps.
+own cores) and process 0 reports: its share of the sampling, the collectives (`parallel.gather`,
+where a process that has sampled its share waits for the others, `gather_list` and
+`from_process_0`), the spread of its sampling time over the iterations, and random actions for
+its share of the steps.
 
   python bench/atari_profile.py [--env ALE/Pong-v5] [--steps 22528] [--batch 2048] [--num-envs 8]
                                 [--processes N]
@@ -24,8 +28,12 @@ import time
 
 import jax
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from defaults import provenance  # noqa: E402
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
+import obsnorm  # noqa: E402
 import parallel  # noqa: E402
 import sampling  # noqa: E402
 import train  # noqa: E402
@@ -33,7 +41,7 @@ import trpo  # noqa: E402
 import value  # noqa: E402
 
 PHASES = [(sampling, "single_path"), (sampling, "advantages"), (sampling, "policy_batch"),
-          (trpo, "step"), (value, "refit"), (sampling, "obs_stats_update")]
+          (trpo, "step"), (value, "refit"), (obsnorm, "obs_stats_update")]
 
 
 def timed(seconds, name, fn, calls=None):
@@ -65,11 +73,19 @@ def main():
   if args.coordinator is not None:
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
   seconds, calls = collections.defaultdict(float), collections.defaultdict(list)
-  phases = PHASES + [(parallel, "gather")] * (args.processes > 1)
+  phases = PHASES + [(parallel, "gather"), (parallel, "gather_list"),
+                     (parallel, "from_process_0")] * (args.processes > 1)
   for module, name in phases:
     setattr(module, name, timed(seconds, name, getattr(module, name), calls))
   actor = sampling.actor
   sampling.actor = lambda policy: timed(seconds, "policy calls", actor(policy))
+  make = envs.make
+
+  def make_timed(*make_args, **kwargs):
+    venv, obs = make(*make_args, **kwargs)
+    venv.step = timed(seconds, "environment steps", venv.step)
+    return venv, obs
+  envs.make = make_timed
   iterations = []
 
   def callback(*_):
@@ -77,24 +93,27 @@ def main():
     if len(iterations) == 1:            # compiled: count from here
       seconds.clear()
       calls.clear()
-  train.train(args.env, steps=args.steps, batch=args.batch, num_envs=args.num_envs,
-              out=os.path.join("runs", "atari_profile"), overwrite=True, log=lambda *_: None,
-              callback=callback)
+  run = train.train(args.env, steps=args.steps, batch=args.batch, num_envs=args.num_envs,
+                    out=os.path.join("runs", "atari_profile"), overwrite=True,
+                    log=lambda *_: None, callback=callback)
   n, wall = len(iterations) - 1, iterations[-1] - iterations[0]
-  venv, _ = envs.make(args.env, args.num_envs, seed=0)
+  venv, _ = make(args.env, args.num_envs, seed=0, backend=run["config"]["backend"])
   start = time.perf_counter()
   for _ in range(n * (args.batch // args.num_envs // args.processes)):
     venv.step(venv.action_space.sample())
   env_only = time.perf_counter() - start
   venv.close()
-  print(f"# {args.env}, {args.num_envs} envs, batch {args.batch}"
+  print(f"# {provenance()}")
+  print(f"# {args.env} on {run['config']['backend']}, {args.num_envs} envs, batch {args.batch}"
         f"{f', {args.processes} processes (process 0)' * (args.processes > 1)}: seconds per "
         f"iteration over {n} iterations after the first")
-  for name in ["single_path", "policy calls"] + [p for _, p in phases[1:]]:
+  for name in ["single_path", "policy calls", "environment steps"] + [p for _, p in phases[1:]]:
     print(f"{name}: {seconds[name] / n:.3f}")
   print(f"single_path, fastest and slowest iteration: {min(calls['single_path']):.3f}, "
         f"{max(calls['single_path']):.3f}")
-  print(f"the rest: {(wall - sum(v for k, v in seconds.items() if k != 'policy calls')) / n:.3f}")
+  within = ("policy calls", "environment steps")      # parts of single_path's time
+  phased = sum(v for k, v in seconds.items() if k not in within)
+  print(f"the rest: {(wall - phased) / n:.3f}")
   print(f"iteration: {wall / n:.3f}; random actions: {env_only / n:.3f}")
   print(f"train/env-only: {wall / env_only:.2f}")
 
