@@ -114,17 +114,16 @@ def gather(tree):
   return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def gather_list(items):
-  """The items (tuples of numbers, e.g. (return, length) of episodes; as many as each process
-  has) of every process, in process order; this process's list itself when there is one."""
+def gather_list(items, most):
+  """The items (pairs of numbers, e.g. (return, length) of episodes; at most `most` on each
+  process, as many as it has) of every process, in process order; this process's list itself
+  when there is one. All processes must call it."""
   if jax.process_count() == 1:
     return items
-  rows = np.reshape(np.asarray(items, np.float64), (len(items), -1)) if items else \
-      np.zeros((0, 2))
-  sizes = multihost_utils.process_allgather(np.int64(len(rows)))
-  padded = np.concatenate([rows, np.zeros((int(sizes.max()) - len(rows), rows.shape[1]))])
-  parts = multihost_utils.process_allgather(padded)
-  return [tuple(x) for p, n in zip(parts, sizes) for x in p[:n]]
+  # Padded to `most` rows, NaN marking a row without an item: one `gather` of equal shapes.
+  rows = np.full((most, 2), np.nan)
+  rows[:len(items)] = np.reshape(np.asarray(items, np.float64), (len(items), 2))
+  return [tuple(row) for row in gather(rows) if not np.isnan(row[0])]
 
 
 def any_process(flag):

@@ -53,8 +53,8 @@ def worker(process, port, out):
   parallel.initialize(f"127.0.0.1:{port}", 2, process)
   every = parallel.gather(_share(process))
   result = _update(every, every["obs"], every["adv"] * 2)
-  result["list"] = [[float(x) for x in item]
-                    for item in parallel.gather_list([(process, i) for i in range(process + 1)])]
+  items = parallel.gather_list([(process, i) for i in range(process + 1)], 3)
+  result["list"] = [[float(x) for x in item] for item in items]
   result["from_0"] = float(parallel.from_process_0(np.float32(process + 7)))
   with open(f"{out}.{process}", "w") as f:
     json.dump(result, f)

@@ -171,8 +171,10 @@ def single_path_iteration(cfg, run, state, obs, keys):
   if stats is not None:
     stats = obsnorm.obs_stats_update(stats, every["obs"])
   params, vparams = parallel.from_process_0((params, vparams))
+  # A copy ends at most one episode a step: T·E episodes at most on a process.
+  episodes = parallel.gather_list(episodes, T * cfg["num_envs"])
   return {"params": params, "vparams": vparams, "stats": stats, "info": info,
-          "episodes": parallel.gather_list(episodes), "vf_loss": vf_loss,
+          "episodes": episodes, "vf_loss": vf_loss,
           "steps": T * cfg["num_envs"] * jax.process_count()}, obs
 
 
