@@ -10,7 +10,8 @@ TRPO (sb3-contrib with the Zoo's settings and one torch thread, `bench/zoo_peer.
 deterministically for --episodes episodes from seed 12345 (ours by `train.evaluate`, the peer's
 as zoo_peer.py evaluates it). Writes results/side-by-side-ENV.txt: the command, the commit and
 processor, each run's wall time, training time and return, and the ratios of the peer's wall
-time to ours: speed ratios are measured in one run, since this shared machine's speed varies.
+time to ours, as a block after the file's earlier ones: speed ratios are measured in one run,
+since this shared machine's speed varies.
 """
 
 import argparse
@@ -81,8 +82,12 @@ def main():
     lines.append(f"{name} | {r['wall']:.1f} | {r['train']:.1f} | {r['return']:.1f} ± "
                  f"{r['std']:.1f} | {r['backend']} | {peer_wall / r['wall']:.2f}")
   path = os.path.join(ROOT, "results", f"side-by-side-{args.env}.txt")
+  earlier = ""
+  if os.path.exists(path):        # earlier blocks are kept: this one goes after them
+    with open(path) as f:
+      earlier = f.read().rstrip("\n") + "\n\n"
   with open(path + ".tmp", "w") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write(earlier + "\n".join(lines) + "\n")
   os.replace(path + ".tmp", path)
   print("\n".join(lines))
 
