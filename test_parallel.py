@@ -34,6 +34,13 @@ def _share(process):
           "adv": (obs[:, 0] + rng.normal(size=96)).astype(np.float32)}
 
 
+def _mixed(process):
+  """Leaves of the kinds a rollout holds (uint8 frames, bools, integers, floats), 5 rows."""
+  rng = np.random.default_rng(10 + process)
+  return {"frames": rng.integers(0, 256, (5, 2, 3, 3), np.uint8), "ended": rng.random(5) < 0.5,
+          "actions": rng.integers(-9, 9, (5, 2)), "adv": rng.normal(size=5).astype(np.float32)}
+
+
 def _update(batch, obs, targets):
   """The policy step (on `batch`) and the value fit (on obs, targets) from fixed initial
   parameters and keys."""
@@ -53,6 +60,9 @@ def worker(process, port, out):
   parallel.initialize(f"127.0.0.1:{port}", 2, process)
   every = parallel.gather(_share(process))
   result = _update(every, every["obs"], every["adv"] * 2)
+  mixed, shares = parallel.gather(_mixed(process)), [_mixed(p) for p in range(2)]
+  result["mixed"] = all(np.array_equal(mixed[k], np.concatenate([s[k] for s in shares]))
+                        and mixed[k].dtype == shares[0][k].dtype for k in mixed)
   items = parallel.gather_list([(process, i) for i in range(process + 1)], 3)
   result["list"] = [[float(x) for x in item] for item in items]
   result["from_0"] = float(parallel.from_process_0(np.float32(process + 7)))
@@ -78,6 +88,7 @@ def test_two_processes_update_as_one_process_on_the_concatenated_batch(tmp_path)
   assert got["kl"] > 0
   assert got["list"] == [[0, 0], [1, 0], [1, 1]]
   assert got["from_0"] == 7.0
+  assert got["mixed"]   # leaves of every dtype and shape come back as they were, in order
 
 
 def test_training_with_two_processes_improves_cartpole(tmp_path, capsys):
