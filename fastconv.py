@@ -84,10 +84,10 @@ def _conv_dw(x, dw, strides):
   The weight gradient (in ∇L and in every Fisher-vector product of Appendix C.1) is then a few
   matrix products of x's rearranged blocks with the cotangent. Built for a whole batch, the
   rearranged input (hundreds of MB for a batch of Atari frames, in the first layer as patches)
-  is written out and read back through memory; a chunk's stays in cache. Space-to-depth's 4 products per chunk, rather than `_conv_as_matmul`'s 16 strided
-  slices side by side, move less data. The
-  result changes only by the order of the sums. The batch is split into ⌈n / CONV_CHUNK⌉
-  equal chunks, the last padded with zero frames.
+  is written out and read back through memory; a chunk's stays in cache. Space-to-depth's 4
+  products per chunk, rather than `_conv_as_matmul`'s 16 strided slices side by side, move
+  less data. The result changes only by the order of the sums. The batch is split into
+  ⌈n / CONV_CHUNK⌉ equal chunks, the last padded with zero frames.
   """
   n = x.shape[0]
   size = -(-n // -(-n // CONV_CHUNK))   # frames per chunk: 205 → 4 × 52, not 4 × 64
