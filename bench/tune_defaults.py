@@ -5,8 +5,10 @@
 For each trial of TRIALS (a task, the flags over its family's defaults, the seeds tried), the
 run `python train.py --env ID --seed S --steps 1000000 FLAGS --out runs/tune/NAME-seedS` is
 trained when missing and its deterministic policy evaluated for --episodes episodes
-(`train.evaluate`, seed 12345). Writes results/defaults-tuning.txt (one line per trial; a task
-not asked for keeps its lines). The runs are not committed: a trial is rerun from scratch.
+(`train.evaluate`, seed 12345). Writes results/defaults-tuning.txt: its first block, one line
+per trial, each ending with the commit and processor that produced it (a task not asked for
+keeps its lines); the file's other blocks are kept as they are. The runs are not committed: a
+trial is rerun from scratch.
 """
 
 import argparse
@@ -14,6 +16,9 @@ import os
 import shlex
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from defaults import provenance  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
@@ -23,6 +28,9 @@ import train  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "results", "defaults-tuning.txt")
 STEPS = 1_000_000
+# The first block's second line: where the commit of a line written before they were recorded is.
+EARLIER = ("# a line without its commit and processor predates them: it came from the code of the "
+           "commit before the one that added it (git blame); the processor was not recorded")
 # (task, flags over the family's defaults, seeds): every setting tried, in the order tried.
 TRIALS = [
     ("Swimmer-v5", "", [0]),
@@ -74,23 +82,27 @@ def main():
   ap.add_argument("--env", choices=sorted({t[0] for t in TRIALS}))
   ap.add_argument("--episodes", type=int, default=10)
   args = ap.parse_args()
-  lines = {}
+  lines, others = {}, []
   if os.path.exists(RESULTS):
     with open(RESULTS) as f:
-      lines = {line.split(": seeds")[0]: line.rstrip("\n") for line in f
-               if not line.startswith("$")}
+      blocks = f.read().strip("\n").split("\n\n")
+    lines = {line.split(": seeds")[0]: line for line in blocks[0].splitlines()
+             if not line.startswith(("$", "#"))}
+    others = blocks[1:]   # another script's (bench/defaults.py on the tuning seeds)
+  made_by = provenance()
   for env, flags, seeds in TRIALS:
     if args.env in (None, env):
       means = [evaluate(env, flags, seed, args.episodes) for seed in seeds]
       head = f"{env} {flags or '(the family defaults)'}"
       lines[head] = (f"{head}: seeds {seeds}: deterministic evaluation over {args.episodes} "
                      f"episodes {', '.join(f'{m:.1f}' for m in means)} (mean "
-                     f"{statistics.mean(means):.1f})")
+                     f"{statistics.mean(means):.1f}); {made_by}")
       print(lines[head], flush=True)
   heads = [f"{env} {flags or '(the family defaults)'}" for env, flags, _ in TRIALS]
+  own = "\n".join([f"$ python bench/tune_defaults.py --episodes {args.episodes}", EARLIER]
+                  + [lines[h] for h in heads if h in lines])
   with open(RESULTS + ".tmp", "w") as f:
-    f.write("\n".join([f"$ python bench/tune_defaults.py --episodes {args.episodes}"]
-                      + [lines[h] for h in heads if h in lines]) + "\n")
+    f.write("\n\n".join([own] + others) + "\n")
   os.replace(RESULTS + ".tmp", RESULTS)
 
 
